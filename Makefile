@@ -1,0 +1,59 @@
+# pulsecast — set-up on a fresh machine is `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+
+.PHONY: help install system-deps setup up down status demo test test-unit test-integration \
+        lint typecheck bench clean
+
+help:  ## Show the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+install: $(STAMP)  ## Create .venv and install pulsecast with its dev tools
+
+system-deps:  ## Install missing system packages (Java 17, Maven, kcat) with apt-get
+	@scripts/system-deps.sh
+
+setup: install system-deps  ## Everything above, then resolve the JVM artifacts of jvm/pom.xml
+	$(BIN)/pulsecast setup
+
+up: setup  ## Start the local stack
+	$(BIN)/pulsecast up
+
+down:  ## Stop the local stack
+	$(BIN)/pulsecast down
+
+status:  ## Show the local stack
+	$(BIN)/pulsecast status
+
+demo: setup  ## Start the stack and run the main job
+	$(BIN)/pulsecast demo
+
+test: setup  ## The whole test suite (unit, then integration against real servers)
+	$(BIN)/pytest tests
+
+test-unit: install  ## Unit tests only (no servers)
+	$(BIN)/pytest tests/unit
+
+test-integration: setup  ## Integration tests only
+	$(BIN)/pytest tests/integration
+
+lint: install  ## ruff and mypy
+	$(BIN)/ruff check src tests
+	$(BIN)/mypy
+
+bench: setup  ## Ingest benchmark, JSON into benchmarks/results/
+	@mkdir -p benchmarks/results
+	$(BIN)/pulsecast bench ingest --json | tee benchmarks/results/ingest.json
+
+clean:  ## Stop the stack and remove local state (keeps .venv)
+	-$(BIN)/pulsecast down
+	rm -rf .pulsecast

@@ -1,0 +1,96 @@
+"""Topic management: create what Settings declare, idempotently."""
+
+from __future__ import annotations
+
+import logging
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from pulsecast.bus.clients import admin_config
+from pulsecast.bus.errors import BusError, BusUnavailableError, TopicNotFoundError
+from pulsecast.bus.topics import TopicSpec, topic_specs
+from pulsecast.config import Settings
+
+__all__ = ["TopicAdmin"]
+
+log = logging.getLogger(__name__)
+
+
+class TopicAdmin:
+    """Creates, lists and deletes topics.
+
+    Args:
+        settings: The platform's settings.
+        timeout_s: How long each admin request may take.
+    """
+
+    def __init__(self, settings: Settings, *, timeout_s: float = 30.0) -> None:
+        self.settings = settings
+        self.timeout_s = timeout_s
+        self._admin = AdminClient({**admin_config(settings.kafka), "log_level": 3})
+
+    def list_topics(self) -> set[str]:
+        """Names of the topics that exist.
+
+        Raises:
+            BusUnavailableError: No broker answered.
+        """
+        try:
+            meta = self._admin.list_topics(timeout=self.timeout_s)
+        except KafkaException as exc:
+            raise BusUnavailableError(self.settings.kafka.bootstrap, str(exc.args[0])) from exc
+        return set(meta.topics)
+
+    def ensure(self, specs: list[TopicSpec]) -> list[str]:
+        """Create the topics that do not exist yet.
+
+        Returns:
+            The names of the topics created now.
+        """
+        existing = self.list_topics()
+        missing = [s for s in specs if s.name not in existing]
+        if not missing:
+            return []
+        futures = self._admin.create_topics(
+            [NewTopic(s.name, num_partitions=s.partitions, config=s.config()) for s in missing],
+            request_timeout=self.timeout_s,
+        )
+        created = []
+        for name, future in futures.items():
+            try:
+                future.result()
+                created.append(name)
+            except KafkaException as exc:
+                err = exc.args[0]
+                if err.name() != "TOPIC_ALREADY_EXISTS":
+                    msg = f"cannot create topic {name!r}: {err.str()}"
+                    raise BusError(msg) from exc
+        if created:
+            log.info("created topics %s", ", ".join(sorted(created)))
+        return created
+
+    def ensure_streams(self, streams: list[str] | None = None) -> list[str]:
+        """Create the topics of the given (default: all configured) streams."""
+        return self.ensure(topic_specs(self.settings, streams))
+
+    def delete(self, names: list[str]) -> None:
+        """Delete topics (tests and benchmarks clean up with this)."""
+        if not names:
+            return
+        futures = self._admin.delete_topics(names, request_timeout=self.timeout_s)
+        for name, future in futures.items():
+            try:
+                future.result()
+            except KafkaException as exc:
+                if exc.args[0].name() != "UNKNOWN_TOPIC_OR_PART":
+                    msg = f"cannot delete topic {name!r}: {exc.args[0].str()}"
+                    raise BusError(msg) from exc
+
+    def partitions(self, topic: str) -> int:
+        """How many partitions ``topic`` has."""
+        meta = self._admin.list_topics(topic=topic, timeout=self.timeout_s)
+        info = meta.topics.get(topic)
+        if info is None or info.error is not None:
+            raise TopicNotFoundError(topic)
+        return len(info.partitions)

@@ -1,0 +1,346 @@
+"""The ``pulsecast`` command line: a thin front end, one module per verb.
+
+Settings are built once here (``--config`` or ``pulsecast.toml``, then
+``PULSECAST_*`` variables) and passed down. Any :class:`PulsecastError`
+becomes one line on stderr and exit code 1; ``--help`` documents every verb.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from pulsecast import __version__
+from pulsecast.config import Settings, load_settings
+from pulsecast.errors import PulsecastError
+from pulsecast.logging import configure_logging
+
+
+class _Group(TyperGroup):
+    """Turns any PulsecastError into one line on stderr and exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PulsecastError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(1)
+
+
+app = typer.Typer(
+    name="pulsecast",
+    cls=_Group,
+    help="Real-time event processing and predictive analytics on Kafka, Spark and PostgreSQL.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+produce_app = typer.Typer(help="Send events into a stream.", no_args_is_help=True)
+bench_app = typer.Typer(
+    help="Measure the platform (results as JSON with --json).", no_args_is_help=True
+)
+app.add_typer(produce_app, name="produce")
+app.add_typer(bench_app, name="bench")
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    settings: Settings = ctx.find_root().obj
+    return settings
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"pulsecast {__version__}")
+        raise typer.Exit
+
+
+@app.callback()
+def main_callback(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="TOML settings file (default: ./pulsecast.toml)."),
+    ] = None,
+    log_level: Annotated[
+        str | None, typer.Option(help="Override log.level (DEBUG, INFO, WARNING, ERROR).")
+    ] = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """Real-time event processing and predictive analytics."""
+    settings = load_settings(config)
+    if log_level is not None:
+        settings = settings.model_copy(
+            update={"log": settings.log.model_copy(update={"level": log_level.upper()})}
+        )
+    configure_logging(settings.log.level if log_level else "WARNING", fmt=settings.log.format)
+    ctx.obj = settings
+
+
+@app.command()
+def setup(ctx: typer.Context) -> None:
+    """Check Java and resolve the JVM artifacts of jvm/pom.xml (idempotent)."""
+    from pulsecast.services.java import PROFILES, find_java, java_version, resolve
+
+    settings = _settings(ctx)
+    java = find_java(settings)
+    _say(f"java: {java} ({java_version(java)})")
+    for profile in PROFILES:
+        _say(f"resolving JVM artifacts: {profile}...")
+        folder = resolve(settings, profile)
+        _say(f"  {profile}: {len(list(folder.glob('*.jar')))} jars in {folder}")
+    print("setup complete")
+
+
+def _print_status(statuses: list[Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"services": [s.as_dict() for s in statuses]}, indent=2))
+        return
+    for s in statuses:
+        state = "running" if s.running else "stopped"
+        pid = f"pid {s.pid}" if s.pid else ""
+        print(f"{s.name:<9} {state:<8} {s.address or '':<28} {s.version or '':<8} {pid}")
+        if s.data_dir:
+            print(f"{'':<9} data: {s.data_dir}")
+        if s.log_file:
+            print(f"{'':<9} log:  {s.log_file}")
+        if s.detail:
+            print(f"{'':<9} {s.detail}")
+
+
+@app.command()
+def up(
+    ctx: typer.Context,
+    with_: Annotated[
+        str | None, typer.Option("--with", help="Optional servers, comma-separated.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
+) -> None:
+    """Start the local stack: Kafka (KRaft), PostgreSQL and the HTTP ingest."""
+    from pulsecast.services.stack import Stack
+
+    extra = [name.strip() for name in with_.split(",") if name.strip()] if with_ else []
+    statuses = Stack(_settings(ctx), with_=extra).up(progress=_say)
+    _print_status(statuses, as_json)
+
+
+@app.command()
+def down(ctx: typer.Context) -> None:
+    """Stop every server of the local stack (idempotent)."""
+    from pulsecast.services.stack import Stack
+
+    stopped = Stack(_settings(ctx)).down(progress=_say)
+    print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Report each server: running or not, address, version, data dir, log file."""
+    from pulsecast.services.stack import Stack
+
+    _print_status(Stack(_settings(ctx)).status(), as_json)
+
+
+@app.command()
+def serve(ctx: typer.Context) -> None:
+    """Run the HTTP ingest endpoint in the foreground."""
+    from pulsecast.sources.http import serve as run
+
+    settings = _settings(ctx)
+    configure_logging(settings.log.level, fmt=settings.log.format)
+    run(settings)
+
+
+def _progress(summary: Any) -> None:
+    _say(
+        f"  {summary.sent:,} sent, {summary.accepted:,} accepted, "
+        f"{summary.rejected:,} rejected, {summary.rate_eps:,.0f} events/s"
+    )
+
+
+def _print_summary(summary: Any, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(summary.as_dict()))
+        return
+    reasons = ", ".join(f"{k}: {v}" for k, v in sorted(summary.reasons.items()))
+    print(
+        f"{summary.stream}: {summary.sent:,} sent, {summary.accepted:,} accepted, "
+        f"{summary.rejected:,} rejected{f' ({reasons})' if reasons else ''} "
+        f"in {summary.seconds:.1f} s ({summary.rate_eps:,.0f} events/s)"
+    )
+
+
+@produce_app.command("simulator")
+def produce_simulator(
+    ctx: typer.Context,
+    rate: Annotated[
+        float | None, typer.Option(help="Events per second; 0 = as fast as possible.")
+    ] = None,
+    count: Annotated[int | None, typer.Option(help="Stop after N events.")] = None,
+    seconds: Annotated[float | None, typer.Option(help="Stop after S seconds.")] = None,
+    stream: Annotated[str, typer.Option(help="Target stream (telemetry schema).")] = "telemetry",
+    entities: Annotated[int | None, typer.Option(help="Machines in the fleet.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    invalid_fraction: Annotated[
+        float | None, typer.Option(help="Share of deliberately invalid events.")
+    ] = None,
+    labels: Annotated[Path | None, typer.Option(help="Ground-truth labels file.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Produce a simulated fleet's telemetry, with injected anomalies and their labels."""
+    from pulsecast.sources.produce import run_simulator
+
+    settings = _settings(ctx)
+    overrides = {
+        k: v
+        for k, v in {
+            "rate_eps": rate,
+            "entities": entities,
+            "seed": seed,
+            "invalid_fraction": invalid_fraction,
+            "labels_file": labels,
+        }.items()
+        if v is not None
+    }
+    sim = settings.simulator.model_validate({**settings.simulator.model_dump(), **overrides})
+    if count is None and seconds is None:
+        count = 10_000
+    summary, labels_path = run_simulator(
+        settings, sim, stream=stream, count=count, seconds=seconds, progress=_progress
+    )
+    _print_summary(summary, as_json)
+    if not as_json:
+        print(f"labels: {labels_path}")
+
+
+@produce_app.command("file")
+def produce_file(
+    ctx: typer.Context,
+    paths: Annotated[list[Path], typer.Argument(help="CSV / JSON Lines files or folders.")],
+    stream: Annotated[str, typer.Option(help="Target stream.")] = "series",
+    speed: Annotated[
+        str, typer.Option(help="Event-time pace: 'max', 'realtime' or a factor (60 = 1 min/s).")
+    ] = "max",
+    rate: Annotated[float, typer.Option(help="Events per second instead of --speed.")] = 0.0,
+    count: Annotated[int | None, typer.Option(help="Stop after N events.")] = None,
+    time_field: Annotated[str | None, typer.Option(help="Column holding event time.")] = None,
+    key_field: Annotated[
+        str | None, typer.Option(help="Column holding the key; default: the file's name.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Replay files (NAB layout `timestamp,value` included), preserving event time."""
+    from pulsecast.sources.produce import parse_speed, run_replay
+
+    summary = run_replay(
+        _settings(ctx),
+        paths,
+        stream=stream,
+        speed=parse_speed(speed),
+        rate_eps=rate,
+        count=count,
+        time_field=time_field,
+        key_field=key_field,
+        progress=_progress,
+    )
+    _print_summary(summary, as_json)
+
+
+@app.command()
+def consume(
+    ctx: typer.Context,
+    stream: Annotated[str, typer.Option(help="Stream to read.")] = "telemetry",
+    count: Annotated[int, typer.Option(help="Stop after N events.")] = 10,
+    from_beginning: Annotated[
+        bool, typer.Option("--from-beginning", help="Start at the oldest event.")
+    ] = False,
+    dlq: Annotated[bool, typer.Option("--dlq", help="Read the dead-letter topic.")] = False,
+    timeout: Annotated[float, typer.Option(help="Give up after S seconds.")] = 10.0,
+) -> None:
+    """Print a stream's events (or dead letters with their reasons) as JSON lines."""
+    from pulsecast.bus.consumer import EventConsumer
+    from pulsecast.bus.topics import topic_name
+    from pulsecast.events.schema import SchemaRegistry
+
+    settings = _settings(ctx)
+    SchemaRegistry(settings.streams)[stream]  # unknown stream: one clear line
+    topic = topic_name(stream, "dlq" if dlq else "events")
+    seen = 0
+    with EventConsumer(settings, [topic], from_beginning=from_beginning) as consumer:
+        for record in consumer.read(max_count=count, timeout_s=timeout):
+            seen += 1
+            if dlq:
+                out = {
+                    "partition": record.partition,
+                    "offset": record.offset,
+                    "key": record.key,
+                    "headers": record.headers,
+                    "value": record.value.decode(errors="replace"),
+                }
+                print(json.dumps(out))
+            else:
+                print(record.value.decode(errors="replace"))
+    _say(f"{seen} events from {topic}")
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    minutes: Annotated[float, typer.Option(help="How long to produce events.")] = 0.5,
+    rate: Annotated[float, typer.Option(help="Events per second.")] = 2000.0,
+) -> None:
+    """Bring the stack up, stream simulated telemetry, read it back and summarise."""
+    from pulsecast.demo import run_demo
+
+    result = run_demo(_settings(ctx), minutes=minutes, rate_eps=rate, say=_say)
+    for line in result.lines():
+        print(line)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@bench_app.command("ingest")
+def bench_ingest(
+    ctx: typer.Context,
+    events: Annotated[int, typer.Option(help="Events for the producer and the reference.")] = (
+        1_000_000
+    ),
+    http_events: Annotated[int, typer.Option(help="Events sent over HTTP.")] = 300_000,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Python producer and HTTP ingest vs Kafka's ProducerPerformance, one broker."""
+    from pulsecast.bench.ingest import run_ingest_benchmark
+
+    result = run_ingest_benchmark(_settings(ctx), events=events, http_events=http_events, say=_say)
+    if as_json:
+        print(json.dumps(result))
+        return
+    print(f"record size     {result['record_bytes']} bytes (mean JSON event)")
+    print(f"reference       {result['reference_eps']:>12,.0f} events/s (ProducerPerformance)")
+    print(
+        f"python producer {result['producer_eps']:>12,.0f} events/s "
+        f"({result['producer_ratio']:.2f} of reference)"
+    )
+    print(
+        f"http ingest     {result['http_eps']:>12,.0f} events/s "
+        f"({result['http_ratio']:.2f} of reference, batches of {result['http_batch']})"
+    )
+
+
+def main() -> None:
+    """Entry point of the ``pulsecast`` console script."""
+    app()

@@ -1,0 +1,422 @@
+"""The one typed ``Settings`` object of pulsecast.
+
+Settings are read, in rising priority, from built-in defaults, a TOML file
+(``pulsecast.toml`` in the working directory, or the file given with
+``--config``) and ``PULSECAST_*`` environment variables, with ``__`` between
+nested names (``PULSECAST_KAFKA__PORT=9192``). They are built once, at the entry
+point (:func:`load_settings`), and passed down; library modules never read the
+environment themselves.
+
+Every field documents its meaning and default; its environment variable is the
+dotted name upper-cased with ``__`` for dots.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from pulsecast.errors import ConfigError
+
+__all__ = [
+    "ENV_PREFIX",
+    "FieldSpec",
+    "IngestSettings",
+    "JvmSettings",
+    "KafkaSettings",
+    "LogSettings",
+    "PathsSettings",
+    "PostgresSettings",
+    "Settings",
+    "SimulatorSettings",
+    "StreamSpec",
+    "default_streams",
+    "load_settings",
+]
+
+ENV_PREFIX = "PULSECAST_"
+DEFAULT_CONFIG_FILE = Path("pulsecast.toml")
+
+FieldType = Literal["float", "int", "str", "bool", "timestamp"]
+
+
+class _Section(BaseModel):
+    """Base of every settings section: unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FieldSpec(_Section):
+    """One payload field of a stream's schema."""
+
+    type: FieldType = Field(description="Value type: float, int, str, bool or timestamp.")
+    required: bool = Field(True, description="Whether an event without this field is invalid.")
+    min: float | None = Field(None, description="Smallest allowed value (numbers only).")
+    max: float | None = Field(None, description="Largest allowed value (numbers only).")
+    choices: list[str] | None = Field(None, description="Allowed values (strings only).")
+    description: str = Field("", description="What the field means, for people.")
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> FieldSpec:
+        if (self.min is not None or self.max is not None) and self.type not in ("float", "int"):
+            msg = f"min/max apply to numbers, not to type {self.type!r}"
+            raise ValueError(msg)
+        if self.min is not None and self.max is not None and self.min > self.max:
+            msg = f"min {self.min} is greater than max {self.max}"
+            raise ValueError(msg)
+        if self.choices is not None and self.type != "str":
+            msg = f"choices apply to strings, not to type {self.type!r}"
+            raise ValueError(msg)
+        return self
+
+
+class StreamSpec(_Section):
+    """A stream: its schema and its topics' sizing."""
+
+    key_field: str = Field(description="Payload field whose value is the event key (entity id).")
+    fields: dict[str, FieldSpec] = Field(description="Payload fields by name.")
+    partitions: int | None = Field(
+        None, ge=1, description="Partitions of <stream>.events; default kafka.partitions."
+    )
+    retention_hours: int | None = Field(
+        None, ge=1, description="Retention of the stream's topics; default kafka.retention_hours."
+    )
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _check_key(self) -> StreamSpec:
+        key = self.fields.get(self.key_field)
+        if key is None:
+            msg = f"key_field {self.key_field!r} is not one of the fields {sorted(self.fields)}"
+            raise ValueError(msg)
+        if key.type != "str" or not key.required:
+            msg = f"key_field {self.key_field!r} must be a required str field"
+            raise ValueError(msg)
+        return self
+
+
+def default_streams() -> dict[str, StreamSpec]:
+    """The streams every installation has.
+
+    ``telemetry`` carries readings from a fleet of machines (the simulator's
+    stream); ``series`` carries single-valued time series such as the NAB files.
+    """
+    return {
+        "telemetry": StreamSpec(
+            key_field="entity_id",
+            description="Readings from a fleet of machines.",
+            fields={
+                "entity_id": FieldSpec(type="str", description="Machine id."),
+                "temperature_c": FieldSpec(
+                    type="float", min=-50, max=200, description="Bearing temperature, °C."
+                ),
+                "cpu_util": FieldSpec(
+                    type="float", min=0, max=100, description="Controller CPU use, %."
+                ),
+                "vibration_mm_s": FieldSpec(
+                    type="float", min=0, max=1000, description="Vibration velocity, mm/s."
+                ),
+                "power_kw": FieldSpec(type="float", min=0, max=10000, description="Power, kW."),
+            },
+        ),
+        "series": StreamSpec(
+            key_field="series_id",
+            description="Single-valued time series (e.g. NAB files replayed).",
+            fields={
+                "series_id": FieldSpec(type="str", description="Series name."),
+                "value": FieldSpec(type="float", description="The observed value."),
+            },
+        ),
+    }
+
+
+class PathsSettings(_Section):
+    """Where pulsecast keeps its state."""
+
+    data_dir: Path = Field(
+        Path(".pulsecast"),
+        description="Root of server data, logs and PID files (PULSECAST_PATHS__DATA_DIR).",
+    )
+
+
+class LogSettings(_Section):
+    """Logging of pulsecast's own components."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Root log level (PULSECAST_LOG__LEVEL)."
+    )
+    format: Literal["console", "json"] = Field(
+        "console", description="console for people, json for deployed logs."
+    )
+
+
+class JvmSettings(_Section):
+    """Java and the JVM artifacts resolved from jvm/pom.xml."""
+
+    java_home: Path | None = Field(
+        None, description="Java installation to use; default: JAVA_HOME, then java on PATH."
+    )
+    pom: Path | None = Field(
+        None, description="pom.xml to resolve; default: the one shipped with pulsecast."
+    )
+    lib_dir: Path | None = Field(
+        None, description="Where resolved jars go; default: ~/.cache/pulsecast/jvm."
+    )
+    maven: str = Field("mvn", description="Maven executable used by `pulsecast setup`.")
+
+
+class KafkaSettings(_Section):
+    """The Kafka bus: the local broker and every client's options."""
+
+    bootstrap_servers: str | None = Field(
+        None,
+        description="An existing cluster to use; when unset pulsecast runs its own broker.",
+    )
+    host: str = Field("127.0.0.1", description="Address the local broker binds to.")
+    port: int = Field(9092, ge=1, le=65535, description="Local broker's client port.")
+    controller_port: int = Field(9093, ge=1, le=65535, description="Local KRaft controller port.")
+    heap_mb: int = Field(512, ge=128, description="Local broker's JVM heap, MiB.")
+    partitions: int = Field(3, ge=1, description="Partitions of each <stream>.events topic.")
+    derived_partitions: int = Field(
+        1, ge=1, description="Partitions of <stream>.dlq/.predictions/.alerts topics."
+    )
+    retention_hours: int = Field(168, ge=1, description="Retention of the stream topics.")
+    acks: Literal["all", "1", "0"] = Field("all", description="Producer acknowledgements.")
+    linger_ms: int = Field(5, ge=0, description="Producer batching delay, ms.")
+    batch_size: int = Field(1_000_000, ge=1, description="Producer batch size, bytes.")
+    compression: Literal["none", "lz4", "zstd", "snappy", "gzip"] = Field(
+        "lz4", description="Producer compression codec."
+    )
+    start_timeout_s: float = Field(60.0, gt=0, description="How long `up` waits for the broker.")
+
+    @property
+    def bootstrap(self) -> str:
+        """The bootstrap servers clients connect to."""
+        return self.bootstrap_servers or f"{self.host}:{self.port}"
+
+    @property
+    def is_local(self) -> bool:
+        """Whether pulsecast runs the broker itself."""
+        return self.bootstrap_servers is None
+
+
+class PostgresSettings(_Section):
+    """The warehouse: the embedded PostgreSQL server or any DSN."""
+
+    dsn: SecretStr | None = Field(
+        None, description="An existing PostgreSQL/Redshift; when unset pulsecast runs its own."
+    )
+    host: str = Field("127.0.0.1", description="Address the local server listens on.")
+    port: int = Field(5433, ge=1, le=65535, description="Local server's port.")
+    database: str = Field("pulsecast", description="Database created on first start.")
+    user: str = Field("postgres", description="Superuser of the local server.")
+    start_timeout_s: float = Field(30.0, gt=0)
+
+    @property
+    def is_local(self) -> bool:
+        """Whether pulsecast runs the server itself."""
+        return self.dsn is None
+
+    def conninfo(self) -> str:
+        """A libpq connection string for the warehouse (contains the secret if any)."""
+        if self.dsn is not None:
+            return self.dsn.get_secret_value()
+        return f"host={self.host} port={self.port} dbname={self.database} user={self.user}"
+
+
+class IngestSettings(_Section):
+    """The HTTP ingest endpoint."""
+
+    enabled: bool = Field(True, description="Whether `pulsecast up` starts the HTTP ingest.")
+    host: str = Field("127.0.0.1", description="Address the endpoint binds to.")
+    port: int = Field(8088, ge=1, le=65535)
+    max_batch_events: int = Field(10_000, ge=1, description="Most events in one request.")
+    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="Largest request body.")
+    delivery_timeout_s: float = Field(30.0, gt=0, description="Wait for Kafka's acks, seconds.")
+
+    @property
+    def url(self) -> str:
+        """Base URL of the endpoint."""
+        return f"http://{self.host}:{self.port}"
+
+
+class SimulatorSettings(_Section):
+    """The fleet simulator behind `pulsecast produce simulator`."""
+
+    entities: int = Field(50, ge=1, description="Machines in the fleet.")
+    seed: int = Field(42, description="Seed; the same seed gives the same events and labels.")
+    rate_eps: float = Field(1000.0, ge=0, description="Events per second; 0 = as fast as possible.")
+    interval_s: float | None = Field(
+        None,
+        gt=0,
+        description="Event-time step between one machine's readings; default entities/rate "
+        "(event time follows the wall clock), or 10 s when rate is 0.",
+    )
+    start: str | None = Field(
+        None, description="Event time of the first reading (RFC 3339); default: now."
+    )
+    anomalies_per_entity_day: float = Field(
+        2.0, ge=0, description="Expected injected anomalies per machine per simulated day."
+    )
+    invalid_fraction: float = Field(
+        0.0, ge=0, le=1, description="Share of deliberately invalid events (to exercise the DLQ)."
+    )
+    labels_file: Path | None = Field(
+        None, description="Ground-truth labels (JSON Lines); default <data_dir>/simulator/."
+    )
+
+
+class Settings(BaseSettings):
+    """Every setting of pulsecast, by section."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    paths: PathsSettings = PathsSettings()
+    log: LogSettings = LogSettings()
+    jvm: JvmSettings = JvmSettings()
+    kafka: KafkaSettings = KafkaSettings()
+    postgres: PostgresSettings = PostgresSettings()
+    ingest: IngestSettings = IngestSettings()
+    simulator: SimulatorSettings = SimulatorSettings()
+    streams: dict[str, StreamSpec] = Field(default_factory=default_streams)
+    config_file: Path | None = Field(
+        None, description="The TOML file these settings were read from (set by load_settings)."
+    )
+
+    @property
+    def data_dir(self) -> Path:
+        """Absolute data directory."""
+        return self.paths.data_dir.expanduser().resolve()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Priority: explicit arguments, then environment, then the TOML file."""
+        file_data = _FILE_DATA.get() or {}
+        return (init_settings, env_settings, InitSettingsSource(settings_cls, file_data))
+
+
+_FILE_DATA: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "pulsecast_file_data", default=None
+)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        msg = f"{path}: invalid TOML: {exc}"
+        raise ConfigError(msg, source=str(path)) from exc
+    except OSError as exc:
+        msg = f"{path}: cannot read configuration file: {exc.strerror}"
+        raise ConfigError(msg, source=str(path)) from exc
+
+
+def _lookup(data: dict[str, Any], loc: tuple[str | int, ...]) -> tuple[bool, Any]:
+    node: Any = data
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
+            return False, None
+    return True, node
+
+
+def _explain(
+    exc: ValidationError, file_data: dict[str, Any], file_path: Path | None, env: dict[str, str]
+) -> ConfigError:
+    """Turn pydantic's report into one line naming the key, the value and what was expected."""
+    first = exc.errors()[0]
+    loc = tuple(p for p in first["loc"] if p != "__root__")
+    key = ".".join(str(p) for p in loc) or "(settings)"
+    env_name = ENV_PREFIX + "__".join(str(p) for p in loc).upper()
+    source: str | None = None
+    value: object = first.get("input")
+    if env_name in env:
+        source, value = env_name, env[env_name]
+    else:
+        found, file_value = _lookup(file_data, loc)
+        if found and file_path is not None:
+            source, value = str(file_path), file_value
+    reason = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        where = f" in {source}" if source else ""
+        text = f"unknown setting {key}{where}"
+    elif first["type"] == "missing":
+        text = f"setting {key} is required"
+    else:
+        where = f" (from {source})" if source else ""
+        shown = value if isinstance(value, str | int | float | bool) else None
+        value_text = f" = {shown!r}" if shown is not None else ""
+        text = f"invalid setting {key}{value_text}{where}: {reason}"
+    more = len(exc.errors()) - 1
+    if more:
+        text += f" (and {more} more)"
+    return ConfigError(text, key=key, value=value, source=source)
+
+
+def load_settings(
+    config_file: Path | None = None,
+    *,
+    env: dict[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Build the settings once, at an entry point.
+
+    Args:
+        config_file: TOML file to read; default ``pulsecast.toml`` in the working
+            directory when it exists.
+        env: The environment to read ``PULSECAST_*`` variables from; only used to
+            name the source of a bad value (pydantic-settings reads ``os.environ``).
+        **overrides: Section values that win over every other source (tests).
+
+    Returns:
+        The validated settings.
+
+    Raises:
+        ConfigError: A file cannot be read or parsed, or a value is invalid; the
+            message is one line naming the key, the value and what was expected.
+    """
+    environ = dict(os.environ) if env is None else env
+    path = config_file
+    if path is None and DEFAULT_CONFIG_FILE.is_file():
+        path = DEFAULT_CONFIG_FILE
+    if path is not None and not path.is_file():
+        msg = f"{path}: configuration file not found"
+        raise ConfigError(msg, source=str(path))
+    file_data = _read_toml(path) if path is not None else {}
+    token = _FILE_DATA.set(file_data)
+    try:
+        settings = Settings(config_file=path.resolve() if path else None, **overrides)
+    except ValidationError as exc:
+        raise _explain(exc, file_data, path, environ) from None
+    finally:
+        _FILE_DATA.reset(token)
+    if settings.jvm.java_home is None and environ.get("JAVA_HOME"):
+        # The ecosystem's own variable, honoured when pulsecast's is not set.
+        jvm = settings.jvm.model_copy(update={"java_home": Path(environ["JAVA_HOME"])})
+        settings = settings.model_copy(update={"jvm": jvm})
+    return settings

@@ -1,0 +1,231 @@
+"""HTTP ingest: ``POST /v1/streams/{stream}/events`` with a batch of events.
+
+The semantics of Kinesis ``PutRecords``: each event of the batch is validated
+on its own and the answer says, per event and in order, whether it was
+accepted (with its event id) or rejected (with reason, field and message).
+Rejected events are also sent, as received, to ``<stream>.dlq``, so nothing is
+lost. The answer is sent once Kafka has acknowledged every event of the batch
+(acks=all), so "accepted" means durably stored.
+
+The body is ``{"events": [...]}`` or a bare JSON array; a batch whose events
+are all valid is decoded and validated in one pass of msgspec's C code.
+
+Answers: 200 with per-event results; 400 when the body is not a batch;
+404 for an unknown stream; 413 for a body or batch over the limits; 503 with
+``Retry-After`` when Kafka did not acknowledge in time (per-event status
+``failed`` then says which events to resend).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import threading
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+from confluent_kafka import KafkaError, Message
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from pulsecast.bus.errors import ProduceError
+from pulsecast.bus.producer import EventProducer
+from pulsecast.bus.topics import topic_name
+from pulsecast.config import Settings
+from pulsecast.events.envelope import Rejection
+from pulsecast.events.schema import SchemaRegistry
+
+__all__ = ["create_app", "serve"]
+
+log = logging.getLogger(__name__)
+
+_encode = msgspec.json.Encoder().encode
+
+
+class _Body(msgspec.Struct):
+    events: msgspec.Raw
+
+
+_body_decoder = msgspec.json.Decoder(_Body)
+
+
+def _json(status: int, content: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(_encode(content), status, headers, media_type="application/json")
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return _json(status, {"error": message}, headers)
+
+
+class _BatchDelivery:
+    """Counts Kafka's acknowledgements of one request's messages."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, pending: int) -> None:
+        self.loop = loop
+        self.future: asyncio.Future[None] = loop.create_future()
+        self.pending = pending
+        self.failed: dict[int, str] = {}
+        self._lock = threading.Lock()
+        if pending == 0:
+            self.future.set_result(None)
+
+    def for_index(self, index: int) -> functools.partial[None]:
+        return functools.partial(self._done, index)
+
+    def _done(self, index: int, err: KafkaError | None, _msg: Message) -> None:
+        with self._lock:
+            if err is not None:
+                self.failed[index] = err.str()
+            self.pending -= 1
+            finished = self.pending == 0
+        if finished:
+            self.loop.call_soon_threadsafe(self._finish)
+
+    def _finish(self) -> None:
+        if not self.future.done():
+            self.future.set_result(None)
+
+
+def _split_body(body: bytes) -> bytes:
+    """The raw JSON array of events from either accepted body shape."""
+    if body.lstrip()[:1] == b"[":
+        return body
+    return bytes(_body_decoder.decode(body).events)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Build the ingest application for ``settings``."""
+    registry = SchemaRegistry(settings.streams)
+    limits = settings.ingest
+    holder: dict[str, EventProducer] = {}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        producer = EventProducer(settings, source="http", registry=registry, report_all=True)
+        holder["producer"] = producer
+        stop = threading.Event()
+
+        def poll_loop() -> None:
+            while not stop.is_set():
+                producer.poll(0.05)
+
+        poller = threading.Thread(target=poll_loop, name="kafka-poll", daemon=True)
+        poller.start()
+        log.info("HTTP ingest ready on %s", limits.url)
+        try:
+            yield
+        finally:
+            stop.set()
+            poller.join(timeout=5)
+            try:
+                producer.flush(10)
+            except ProduceError as exc:
+                log.error("ingest stopped with events unacknowledged: %s", exc)
+
+    app = FastAPI(
+        title="pulsecast ingest",
+        version="1",
+        summary="Batches of events into pulsecast streams, validated per event.",
+        lifespan=lifespan,
+    )
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        """Liveness: the endpoint is serving."""
+        return {"status": "ok", "streams": sorted(registry.names())}
+
+    @app.post("/v1/streams/{stream}/events")
+    async def ingest(stream: str, request: Request) -> Response:
+        """Validate a batch of events; produce the valid ones, dead-letter the rest."""
+        if stream not in registry:
+            return _error(
+                404, f"unknown stream {stream!r}; configured: {', '.join(sorted(registry.names()))}"
+            )
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limits.max_body_bytes:
+            return _error(413, f"body of {declared} bytes exceeds {limits.max_body_bytes}")
+        body = await request.body()
+        if len(body) > limits.max_body_bytes:
+            return _error(413, f"body of {len(body)} bytes exceeds {limits.max_body_bytes}")
+        schema = registry[stream]
+        try:
+            array = _split_body(body)
+            raws = schema.split_batch(array)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            return _error(400, f'body must be {{"events": [...]}} or a JSON array: {exc}')
+        if len(raws) > limits.max_batch_events:
+            return _error(413, f"batch of {len(raws)} events exceeds {limits.max_batch_events}")
+        results = schema.decode_batch(array, ingest_time=datetime.now(UTC))
+        producer = holder["producer"]
+        delivery = _BatchDelivery(asyncio.get_running_loop(), len(results))
+        valid_idx = [i for i, r in enumerate(results) if not isinstance(r, Rejection)]
+        valid = [results[i] for i in valid_idx]
+        topic = topic_name(stream, "events")
+        for index, value in zip(valid_idx, schema.encode_many(valid), strict=True):
+            producer.produce_raw(
+                topic,
+                value,
+                results[index].key,  # type: ignore[union-attr]
+                on_delivery=delivery.for_index(index),
+            )
+        for index, result in enumerate(results):
+            if isinstance(result, Rejection):
+                producer.dead_letter(
+                    stream, bytes(raws[index]), result, on_delivery=delivery.for_index(index)
+                )
+        try:
+            await asyncio.wait_for(asyncio.shield(delivery.future), limits.delivery_timeout_s)
+        except TimeoutError:
+            return _error(
+                503,
+                f"Kafka did not acknowledge within {limits.delivery_timeout_s} s",
+                {"Retry-After": "5"},
+            )
+        answers: list[dict[str, Any]] = []
+        accepted = rejected = failed = 0
+        for index, result in enumerate(results):
+            if index in delivery.failed:
+                failed += 1
+                answers.append(
+                    {
+                        "index": index,
+                        "status": "failed",
+                        "reason": "delivery_failed",
+                        "message": delivery.failed[index],
+                    }
+                )
+            elif isinstance(result, Rejection):
+                rejected += 1
+                answers.append({"index": index, "status": "rejected", **result.as_dict()})
+            else:
+                accepted += 1
+                answers.append({"index": index, "status": "accepted", "event_id": result.event_id})  # type: ignore[attr-defined]
+        content = {
+            "stream": stream,
+            "accepted": accepted,
+            "rejected": rejected,
+            "failed": failed,
+            "results": answers,
+        }
+        if failed:
+            return _json(503, content, {"Retry-After": "5"})
+        return _json(200, content)
+
+    return app
+
+
+def serve(settings: Settings) -> None:
+    """Run the ingest endpoint in the foreground until interrupted."""
+    import uvicorn
+
+    uvicorn.run(
+        create_app(settings),
+        host=settings.ingest.host,
+        port=settings.ingest.port,
+        log_level="warning",
+        access_log=False,
+    )
