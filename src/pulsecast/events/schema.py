@@ -12,6 +12,7 @@ Kafka, and the stream job reads what was written here.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -45,7 +46,11 @@ def _field_type(spec: FieldSpec) -> Any:
     else:
         base = str
     if spec.min is not None or spec.max is not None:
-        base = Annotated[base, msgspec.Meta(ge=spec.min, le=spec.max)]
+        lo, hi = spec.min, spec.max
+        if spec.type == "int":  # integer bounds for integer fields
+            lo = None if lo is None else math.ceil(lo)
+            hi = None if hi is None else math.floor(hi)
+        base = Annotated[base, msgspec.Meta(ge=lo, le=hi)]
     return base if spec.required else base | None
 
 

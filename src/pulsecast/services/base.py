@@ -148,15 +148,15 @@ class PidFile:
 
     Args:
         path: The file.
-        marker: A string that must appear in the process's command line; a
+        marker: Strings that must all appear in the process's command line; a
             PID reused by an unrelated process is then not mistaken for ours.
         owned: Whether we write the file; a file the server writes itself
             (PostgreSQL's ``postmaster.pid``) is read but never removed.
     """
 
-    def __init__(self, path: Path, marker: str, *, owned: bool = True) -> None:
+    def __init__(self, path: Path, marker: str | tuple[str, ...], *, owned: bool = True) -> None:
         self.path = path
-        self.marker = marker
+        self.markers = (marker,) if isinstance(marker, str) else marker
         self.owned = owned
 
     def read(self) -> int | None:
@@ -172,8 +172,9 @@ class PidFile:
             return None
         try:
             proc = psutil.Process(pid)
-            alive = proc.status() != psutil.STATUS_ZOMBIE and self.marker in " ".join(
-                proc.cmdline()
+            cmdline = proc.cmdline()
+            alive = proc.status() != psutil.STATUS_ZOMBIE and all(
+                marker in cmdline for marker in self.markers
             )
         except psutil.Error:
             alive = False

@@ -36,7 +36,7 @@ class IngestService(Service):
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
-        self.pid_file = PidFile(self.run_dir / "ingest.pid", marker="pulsecast serve")
+        self.pid_file = PidFile(self.run_dir / "ingest.pid", marker=("pulsecast", "serve"))
 
     @property
     def managed(self) -> bool:  # noqa: D102 (see base class)

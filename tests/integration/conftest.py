@@ -1,0 +1,104 @@
+"""Real servers for the integration suite, started once per session by pulsecast's own launchers.
+
+One Kafka broker, one PostgreSQL server and the HTTP ingest run for the whole
+session on free ports with their state in a temporary folder; tests get
+uuid-named streams from ``stream_factory`` and clean up after themselves.
+A server that cannot start fails the suite with its log tail.
+"""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from pulsecast.bus.admin import TopicAdmin
+from pulsecast.bus.topics import topic_specs
+from pulsecast.config import Settings, load_settings
+from pulsecast.services.errors import ServiceError
+from pulsecast.services.stack import Stack
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/integration" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+def free_ports(count: int) -> list[int]:
+    socks = []
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            socks.append(sock)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def write_config(root: Path, **extra_sections: dict[str, object]) -> Path:
+    """A pulsecast.toml with free ports and state under ``root``."""
+    kafka, controller, postgres, ingest = free_ports(4)
+    sections: dict[str, dict[str, object]] = {
+        "paths": {"data_dir": str(root / "state")},
+        "kafka": {"port": kafka, "controller_port": controller, "heap_mb": 384},
+        "postgres": {"port": postgres},
+        "ingest": {"port": ingest, "max_batch_events": 1000},
+    }
+    for name, values in extra_sections.items():
+        sections.setdefault(name, {}).update(values)
+    lines = []
+    for name, values in sections.items():
+        lines.append(f"[{name}]")
+        for key, value in values.items():
+            lines.append(f"{key} = {value!r}" if isinstance(value, str) else f"{key} = {value}")
+    path = root / "pulsecast.toml"
+    path.write_text("\n".join(lines).replace("'", '"') + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return load_settings(write_config(tmp_path_factory.mktemp("stack")))
+
+
+@pytest.fixture(scope="session")
+def stack(stack_settings: Settings) -> Iterator[Stack]:
+    stack = Stack(stack_settings)
+    try:
+        stack.up()
+    except ServiceError as exc:
+        stack.down()
+        pytest.fail(f"the local stack did not start: {exc}", pytrace=False)
+    yield stack
+    stack.down()
+
+
+StreamFactory = Callable[..., tuple[Settings, str]]
+
+
+@pytest.fixture
+def stream_factory(stack: Stack, stack_settings: Settings) -> Iterator[StreamFactory]:
+    """New uuid-named streams (a copy of a configured stream's schema) with their topics.
+
+    Topics are deleted at teardown.
+    """
+    created: list[str] = []
+    admin = TopicAdmin(stack_settings)
+
+    def make(schema: str = "telemetry") -> tuple[Settings, str]:
+        name = f"it{uuid.uuid4().hex[:10]}"
+        streams = {**stack_settings.streams, name: stack_settings.streams[schema]}
+        settings = stack_settings.model_copy(update={"streams": streams})
+        specs = topic_specs(settings, [name])
+        admin.ensure(specs)
+        created.extend(s.name for s in specs)
+        return settings, name
+
+    yield make
+    admin.delete(created)

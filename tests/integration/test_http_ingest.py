@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import httpx
+import msgspec
+
+from pulsecast.bus.admin import TopicAdmin
+from pulsecast.bus.consumer import end_offsets, read_since
+from pulsecast.bus.topics import topic_name
+from pulsecast.config import Settings
+from pulsecast.services.stack import Stack
+from pulsecast.testing import telemetry_event
+
+
+def ends(settings: Settings, topic: str) -> dict[int, int]:
+    return end_offsets(settings, topic, TopicAdmin(settings).partitions(topic))
+
+
+def test_http_ingest_round_trip_with_rejects(stack: Stack, stack_settings: Settings) -> None:
+    settings = stack_settings
+    url = f"{settings.ingest.url}/v1/streams/telemetry/events"
+    before_events = ends(settings, topic_name("telemetry"))
+    before_dlq = ends(settings, topic_name("telemetry", "dlq"))
+    batch = [
+        telemetry_event("h-1", when="2026-05-01T00:00:00Z"),
+        telemetry_event("h-2", when="2026-05-01T00:00:00Z", cpu_util=-3),
+        {"payload": {"entity_id": "h-3"}},
+        telemetry_event("h-4", when="2026-05-01T00:00:01Z", event_id="mine"),
+    ]
+    response = httpx.post(url, content=msgspec.json.encode({"events": batch}), timeout=30)
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["accepted"], body["rejected"], body["failed"]) == (2, 2, 0)
+    statuses = [r["status"] for r in body["results"]]
+    assert statuses == ["accepted", "rejected", "rejected", "accepted"]
+    assert body["results"][1] == {
+        "index": 1,
+        "status": "rejected",
+        "reason": "out_of_range",
+        "field": "payload.cpu_util",
+        "message": "payload.cpu_util: expected float >= 0.0",
+    }
+    assert body["results"][2]["reason"] == "missing_field"
+    assert body["results"][3]["event_id"] == "mine"
+
+    stored = read_since(settings, topic_name("telemetry"), before_events)
+    ids = {msgspec.json.decode(r.value)["event_id"] for r in stored}
+    assert ids == {body["results"][0]["event_id"], "mine"}
+    dead = read_since(settings, topic_name("telemetry", "dlq"), before_dlq)
+    assert sorted(r.headers["pulsecast.reason"] for r in dead) == ["missing_field", "out_of_range"]
+    assert {r.headers["pulsecast.source"] for r in dead} == {"http"}
+
+
+def test_http_ingest_refuses_what_is_not_a_batch(stack: Stack, stack_settings: Settings) -> None:
+    base = f"{stack_settings.ingest.url}/v1/streams"
+    unknown = httpx.post(f"{base}/nope/events", content=b"[]")
+    assert unknown.status_code == 404
+    assert unknown.json() == {"error": "unknown stream 'nope'; configured: series, telemetry"}
+    broken = httpx.post(f"{base}/telemetry/events", content=b'{"events": [')
+    assert broken.status_code == 400
+    too_many = msgspec.json.encode([telemetry_event()] * 1001)
+    big = httpx.post(f"{base}/telemetry/events", content=too_many)
+    assert big.status_code == 413
+    assert big.json() == {"error": "batch of 1001 events exceeds 1000"}
+    bare = httpx.post(
+        f"{base}/telemetry/events", content=msgspec.json.encode([telemetry_event("h-9")])
+    )
+    assert bare.status_code == 200
+    assert bare.json()["accepted"] == 1
+    assert httpx.get(f"{stack_settings.ingest.url}/healthz").json()["status"] == "ok"
