@@ -37,7 +37,7 @@ status:  ## Show the local stack
 demo: setup  ## Start the stack and run the main job
 	$(BIN)/pulsecast demo
 
-test: setup  ## The whole test suite (unit, then integration against real servers)
+test: setup lint  ## Lint, then the whole test suite (unit, then integration on real servers)
 	$(BIN)/pytest tests
 
 test-unit: install  ## Unit tests only (no servers)
@@ -50,9 +50,9 @@ lint: install  ## ruff and mypy
 	$(BIN)/ruff check src tests
 	$(BIN)/mypy
 
-bench: setup  ## Ingest benchmark, JSON into benchmarks/results/
+bench: setup  ## Ingest benchmark, one JSON line appended to benchmarks/results/ingest.jsonl
 	@mkdir -p benchmarks/results
-	$(BIN)/pulsecast bench ingest --json | tee benchmarks/results/ingest.json
+	$(BIN)/pulsecast bench ingest --json | tee -a benchmarks/results/ingest.jsonl
 
 clean:  ## Stop the stack and remove local state (keeps .venv)
 	-$(BIN)/pulsecast down

@@ -8,7 +8,10 @@ from pulsecast.services.stack import Stack
 
 
 def test_bench_ingest_reports_every_figure(stack: Stack, stack_settings: Settings) -> None:
-    result = run_ingest_benchmark(stack_settings, events=20_000, http_events=5_000)
+    result = run_ingest_benchmark(
+        stack_settings, events=20_000, http_events=5_000, reference_events=50_000
+    )
+    assert result["reference_events"] == 50_000
     for key in ("producer_eps", "http_eps", "reference_eps", "producer_ratio"):
         assert result[key] > 0
     assert result["producer_ratio"] == round(result["producer_eps"] / result["reference_eps"], 3)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from pulsecast.bus.clients import admin_config
 from pulsecast.bus.errors import BusError, BusUnavailableError, TopicNotFoundError

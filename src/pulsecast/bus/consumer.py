@@ -29,6 +29,15 @@ class Record:
     timestamp_ms: int
 
 
+def _headers(msg: Message) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for header in msg.headers() or []:
+        name, value = header[0], header[1]
+        raw = value if isinstance(value, bytes) else str(value or "").encode()
+        out[str(name)] = raw.decode(errors="replace")
+    return out
+
+
 def _record(msg: Message) -> Record:
     key = msg.key()
     return Record(
@@ -37,7 +46,7 @@ def _record(msg: Message) -> Record:
         offset=msg.offset() or 0,
         key=key.decode(errors="replace") if key is not None else None,
         value=msg.value() or b"",
-        headers={k: (v or b"").decode(errors="replace") for k, v in (msg.headers() or [])},
+        headers=_headers(msg),
         timestamp_ms=msg.timestamp()[1],
     )
 
@@ -159,8 +168,8 @@ def read_since(
         deadline = time.monotonic() + timeout_s
         while todo:
             if time.monotonic() > deadline:
-                msg = f"reading {topic} back timed out with partitions {sorted(todo)} unfinished"
-                raise BusError(msg)
+                text = f"reading {topic} back timed out with partitions {sorted(todo)} unfinished"
+                raise BusError(text)
             for msg in reader.consume(num_messages=1000, timeout=0.5):
                 if msg.error() is not None:
                     continue

@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import socket
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -23,10 +24,11 @@ from pathlib import Path
 import psutil
 
 from pulsecast.config import Settings
-from pulsecast.services.errors import PortInUseError
+from pulsecast.services.errors import PortInUseError, ServiceStartError
 
 __all__ = [
     "PidFile",
+    "ProcessService",
     "Service",
     "ServiceStatus",
     "check_port_free",
@@ -238,3 +240,52 @@ class Service(abc.ABC):
     @abc.abstractmethod
     def status(self) -> ServiceStatus:
         """Report without changing anything."""
+
+
+class ProcessService(Service):
+    """A server that is one child process we start, with our own PID file.
+
+    Subclasses set ``pid_file`` and ``stop_timeout_s`` and call :meth:`_spawn`.
+    """
+
+    pid_file: PidFile
+    stop_timeout_s: float = 30.0
+
+    def _spawn(self, cmd: list[str], ready: Callable[[], bool], *, timeout_s: float) -> int:
+        """Start ``cmd`` detached, its output appended to the log, and wait until ``ready``.
+
+        Returns:
+            The process id.
+
+        Raises:
+            ServiceStartError: It exited or was not ready in time (log tail included).
+        """
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_file.open("ab") as out:
+            proc = subprocess.Popen(
+                cmd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # outlives the command that started it
+            )
+        self.pid_file.write(proc.pid)
+
+        def died() -> str | None:
+            code = proc.poll()
+            return None if code is None else f"the process exited with code {code}"
+
+        problem = wait_until(ready, timeout_s=timeout_s, abort=died)
+        if problem is not None:
+            stop_process(proc.pid, timeout_s=10)
+            self.pid_file.remove()
+            raise ServiceStartError(self.name, problem, self.log_file)
+        return proc.pid
+
+    def stop(self) -> bool:  # noqa: D102 (see base class)
+        pid = self.pid_file.read()
+        if pid is None:
+            return False
+        stop_process(pid, timeout_s=self.stop_timeout_s)
+        self.pid_file.remove()
+        return True

@@ -7,7 +7,6 @@ endpoint sees the same Settings as the command that started it.
 from __future__ import annotations
 
 import logging
-import subprocess
 import sys
 
 import httpx
@@ -16,23 +15,21 @@ from pulsecast import __version__
 from pulsecast.config import Settings
 from pulsecast.services.base import (
     PidFile,
-    Service,
+    ProcessService,
     ServiceStatus,
     check_port_free,
-    stop_process,
-    wait_until,
 )
-from pulsecast.services.errors import ServiceStartError
 
 __all__ = ["IngestService"]
 
 log = logging.getLogger(__name__)
 
 
-class IngestService(Service):
+class IngestService(ProcessService):
     """``pulsecast serve`` in the background."""
 
     name = "ingest"
+    stop_timeout_s = 20.0
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
@@ -63,35 +60,8 @@ class IngestService(Service):
             return self.status()
         ingest = self.settings.ingest
         check_port_free(self.name, ingest.host, ingest.port, "ingest.port")
-        self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_file.open("ab") as out:
-            proc = subprocess.Popen(
-                self.command(),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        self.pid_file.write(proc.pid)
-
-        def died() -> str | None:
-            code = proc.poll()
-            return None if code is None else f"the process exited with code {code}"
-
-        problem = wait_until(self._answers, timeout_s=30, abort=died)
-        if problem is not None:
-            stop_process(proc.pid, timeout_s=5)
-            self.pid_file.remove()
-            raise ServiceStartError(self.name, problem, self.log_file)
+        self._spawn(self.command(), self._answers, timeout_s=30)
         return self.status()
-
-    def stop(self) -> bool:  # noqa: D102 (see base class)
-        pid = self.pid_file.read()
-        if pid is None:
-            return False
-        stop_process(pid, timeout_s=20)
-        self.pid_file.remove()
-        return True
 
     def status(self) -> ServiceStatus:  # noqa: D102 (see base class)
         pid = self.pid_file.read()

@@ -19,12 +19,10 @@ from pathlib import Path
 from pulsecast.config import Settings
 from pulsecast.services.base import (
     PidFile,
-    Service,
+    ProcessService,
     ServiceStatus,
     check_port_free,
     port_open,
-    stop_process,
-    wait_until,
 )
 from pulsecast.services.errors import ServiceStartError
 from pulsecast.services.java import artifacts_dir, classpath, find_java
@@ -53,10 +51,11 @@ def _cluster_id() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
-class KafkaService(Service):
+class KafkaService(ProcessService):
     """The local single-node Kafka broker."""
 
     name = "kafka"
+    stop_timeout_s = 60.0
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
@@ -159,37 +158,10 @@ class KafkaService(Service):
         check_port_free(self.name, k.host, k.controller_port, "kafka.controller_port")
         self._write_config()
         self._format_storage()
-        self.log_file.parent.mkdir(parents=True, exist_ok=True)
         cmd = self._java_cmd("kafka.Kafka", str(self.config_file), heap_mb=k.heap_mb)
-        with self.log_file.open("ab") as out:
-            proc = subprocess.Popen(
-                cmd,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        self.pid_file.write(proc.pid)
-
-        def died() -> str | None:
-            code = proc.poll()
-            return None if code is None else f"the process exited with code {code}"
-
-        problem = wait_until(self._answers, timeout_s=k.start_timeout_s, abort=died)
-        if problem is not None:
-            stop_process(proc.pid, timeout_s=10)
-            self.pid_file.remove()
-            raise ServiceStartError(self.name, problem, self.log_file)
-        log.info("kafka is ready on %s (pid %s)", k.bootstrap, proc.pid)
+        pid = self._spawn(cmd, self._answers, timeout_s=k.start_timeout_s)
+        log.info("kafka is ready on %s (pid %s)", k.bootstrap, pid)
         return self.status()
-
-    def stop(self) -> bool:  # noqa: D102 (see base class)
-        pid = self.pid_file.read()
-        if pid is None:
-            return False
-        stop_process(pid, timeout_s=60)
-        self.pid_file.remove()
-        return True
 
     def version(self) -> str | None:
         """Kafka's version, from the resolved broker jar."""

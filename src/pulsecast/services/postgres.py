@@ -106,7 +106,7 @@ class PostgresService(Service):
             lines = (proc.stderr or proc.stdout).strip().splitlines()
             reason = f"{tool} failed: {lines[-1] if lines else proc.returncode}"
             raise ServiceStartError(self.name, reason, self.log_file)
-        return proc.stdout
+        return str(proc.stdout)
 
     def _prepare_dirs(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)

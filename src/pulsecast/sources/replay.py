@@ -104,8 +104,7 @@ def _events_of(
             yield _FAR_FUTURE, order, {"event_time": None, "payload": row["_raw"]}
             continue
         if "payload" in row and "event_time" in row:
-            when = parse_time(row["event_time"]) or _FAR_FUTURE
-            yield when, order, row
+            yield parse_time(row["event_time"]) or _FAR_FUTURE, order, row
             continue
         column = time_field or next((c for c in TIME_COLUMNS if c in row), None)
         if column is None:
