@@ -44,7 +44,11 @@ produce_app = typer.Typer(help="Send events into a stream.", no_args_is_help=Tru
 bench_app = typer.Typer(
     help="Measure the platform (results as JSON with --json).", no_args_is_help=True
 )
+stream_app = typer.Typer(
+    help="The streaming job (Spark Structured Streaming).", no_args_is_help=True
+)
 app.add_typer(produce_app, name="produce")
+app.add_typer(stream_app, name="stream")
 app.add_typer(bench_app, name="bench")
 
 
@@ -310,6 +314,68 @@ def demo(
         print(line)
     if not result.ok:
         raise typer.Exit(1)
+
+
+@stream_app.command("run")
+def stream_run(
+    ctx: typer.Context,
+    until_idle: Annotated[
+        bool, typer.Option("--until-idle", help="Stop once every stream is quiet and processed.")
+    ] = False,
+    max_seconds: Annotated[float | None, typer.Option(help="Stop after S seconds.")] = None,
+    stream: Annotated[
+        list[str] | None, typer.Option(help="Stream to process (repeatable); default all.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the totals as JSON.")] = False,
+) -> None:
+    """Process events into bronze, silver, gold and the warehouse until stopped."""
+    from pulsecast.stream.job import StreamJob
+    from pulsecast.stream.session import spark_session
+
+    settings = _settings(ctx)
+    _say(f"starting Spark ({settings.spark.master})...")
+    spark = spark_session(settings, app_name="pulsecast-stream")
+    job = StreamJob(spark, settings, streams=stream or None)
+
+    def show(stats: dict[str, Any]) -> None:
+        for name, s in stats.items():
+            _say(
+                f"  {name}: {s.records:,} records, {s.valid:,} valid, "
+                f"{sum(s.rejected.values()):,} rejected, last batch {s.last_batch_s:.1f} s"
+            )
+
+    _say(f"streaming {', '.join(job.streams)} (Ctrl-C to stop)...")
+    totals = job.run(until_idle=until_idle, max_seconds=max_seconds, progress=show)
+    if as_json:
+        print(json.dumps({name: s.as_dict() for name, s in totals.items()}))
+    else:
+        for name, s in totals.items():
+            rejected = ", ".join(f"{k} {v}" for k, v in sorted(s.rejected.items())) or "none"
+            print(
+                f"{name}: {s.records:,} records in {s.batches} batches, {s.valid:,} valid, "
+                f"rejected: {rejected}, {s.gold_rows:,} gold rows written"
+            )
+
+
+@app.command()
+def sql(
+    ctx: typer.Context,
+    query: Annotated[str, typer.Argument(help="SQL over bronze_<s>, silver_<s>, gold_<s>_<w>.")],
+    engine: Annotated[str, typer.Option(help="duckdb (no JVM) or spark.")] = "duckdb",
+    fmt: Annotated[str, typer.Option("--format", help="table, json or csv.")] = "table",
+) -> None:
+    """Query the lake with SQL (DuckDB by default, Spark SQL with --engine spark)."""
+    from pulsecast.analytics.output import render
+    from pulsecast.analytics.sql import run_sql
+
+    if engine not in ("duckdb", "spark"):
+        msg = f"--engine must be duckdb or spark, got {engine!r}"
+        raise PulsecastError(msg)
+    if fmt not in ("table", "json", "csv"):
+        msg = f"--format must be table, json or csv, got {fmt!r}"
+        raise PulsecastError(msg)
+    result = run_sql(_settings(ctx), query, engine=engine)  # type: ignore[arg-type]
+    print(render(result, fmt))
 
 
 @bench_app.command("ingest")

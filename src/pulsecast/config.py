@@ -35,12 +35,16 @@ __all__ = [
     "IngestSettings",
     "JvmSettings",
     "KafkaSettings",
+    "LakeSettings",
     "LogSettings",
     "PathsSettings",
     "PostgresSettings",
     "Settings",
     "SimulatorSettings",
+    "SparkSettings",
+    "StreamJobSettings",
     "StreamSpec",
+    "WindowSpec",
     "default_streams",
     "load_settings",
 ]
@@ -277,6 +281,64 @@ class SimulatorSettings(_Section):
     )
 
 
+class SparkSettings(_Section):
+    """Apache Spark: where jobs run and how big they are."""
+
+    master: str = Field(
+        "local[*]", description="spark.master: local[*], spark://host:7077, yarn... (same code)."
+    )
+    driver_memory: str = Field("2g", description="spark.driver.memory.")
+    shuffle_partitions: int = Field(
+        4, ge=1, description="spark.sql.shuffle.partitions, sized for small machines."
+    )
+    ui_enabled: bool = Field(False, description="Whether to serve Spark's web UI.")
+    conf: dict[str, str] = Field(
+        default_factory=dict, description="Any other Spark configuration, passed as is."
+    )
+
+
+class WindowSpec(_Section):
+    """One event-time window of the gold aggregates."""
+
+    name: str = Field(description="Suffix of the gold table (gold_<stream>_<name>).")
+    size_s: int = Field(gt=0, description="Window length, seconds.")
+    slide_s: int | None = Field(None, gt=0, description="Slide, seconds; default: tumbling.")
+
+
+def _default_windows() -> list[WindowSpec]:
+    return [WindowSpec(name="1m", size_s=60), WindowSpec(name="5m", size_s=300, slide_s=60)]
+
+
+class StreamJobSettings(_Section):
+    """The streaming job: cadence, backpressure, lateness."""
+
+    trigger_interval_s: float = Field(2.0, gt=0, description="Micro-batch trigger interval.")
+    max_offsets_per_trigger: int = Field(
+        200_000, ge=1, description="Most Kafka records one micro-batch reads (backpressure)."
+    )
+    starting_offsets: Literal["earliest", "latest"] = Field(
+        "earliest", description="Where a new job starts reading (a checkpoint wins)."
+    )
+    allowed_lateness_s: int = Field(
+        120, ge=0, description="Event-time lateness accepted; later events go to the DLQ as late."
+    )
+    idle_timeout_s: float = Field(
+        10.0, gt=0, description="Quiet time after which open windows are closed."
+    )
+    windows: list[WindowSpec] = Field(default_factory=_default_windows)
+    checkpoint_uri: str | None = Field(
+        None, description="Checkpoints' root URI; default <data_dir>/checkpoints."
+    )
+
+
+class LakeSettings(_Section):
+    """The data lake (Delta tables)."""
+
+    uri: str | None = Field(
+        None, description="Lake root: file:///..., hdfs://..., s3a://...; default <data_dir>/lake."
+    )
+
+
 class Settings(BaseSettings):
     """Every setting of pulsecast, by section."""
 
@@ -294,6 +356,9 @@ class Settings(BaseSettings):
     postgres: PostgresSettings = PostgresSettings()
     ingest: IngestSettings = IngestSettings()
     simulator: SimulatorSettings = SimulatorSettings()
+    spark: SparkSettings = SparkSettings()
+    stream: StreamJobSettings = StreamJobSettings()
+    lake: LakeSettings = LakeSettings()
     streams: dict[str, StreamSpec] = Field(default_factory=default_streams)
     config_file: Path | None = Field(
         None, description="The TOML file these settings were read from (set by load_settings)."
@@ -303,6 +368,16 @@ class Settings(BaseSettings):
     def data_dir(self) -> Path:
         """Absolute data directory."""
         return self.paths.data_dir.expanduser().resolve()
+
+    @property
+    def lake_uri(self) -> str:
+        """The lake's root URI (no trailing slash)."""
+        return (self.lake.uri or (self.data_dir / "lake").as_uri()).rstrip("/")
+
+    @property
+    def checkpoint_uri(self) -> str:
+        """Root URI of the streaming checkpoints (no trailing slash)."""
+        return (self.stream.checkpoint_uri or (self.data_dir / "checkpoints").as_uri()).rstrip("/")
 
     @classmethod
     def settings_customise_sources(

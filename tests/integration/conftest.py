@@ -102,3 +102,42 @@ def stream_factory(stack: Stack, stack_settings: Settings) -> Iterator[StreamFac
 
     yield make
     admin.delete(created)
+
+
+@pytest.fixture(scope="session")
+def spark(stack_settings: Settings):  # type: ignore[no-untyped-def]
+    """One SparkSession for the whole suite (local, small)."""
+    from pulsecast.stream.session import spark_session
+
+    settings = stack_settings.model_copy(
+        update={
+            "spark": stack_settings.spark.model_copy(
+                update={
+                    "master": "local[2]",
+                    "shuffle_partitions": 2,
+                    "conf": {
+                        "spark.ui.showConsoleProgress": "false",
+                        "spark.databricks.delta.snapshotPartitions": "2",
+                    },
+                }
+            )
+        }
+    )
+    return spark_session(settings, app_name="pulsecast-it")
+
+
+def job_settings(settings: Settings, root: Path, **stream: object) -> Settings:
+    """``settings`` with its own lake and checkpoints under ``root`` and a fast job cadence."""
+    job = {
+        "trigger_interval_s": 1.0,
+        "idle_timeout_s": 4.0,
+        "allowed_lateness_s": 60,
+        "checkpoint_uri": (root / "checkpoints").as_uri(),
+        **stream,
+    }
+    return settings.model_copy(
+        update={
+            "lake": settings.lake.model_copy(update={"uri": (root / "lake").as_uri()}),
+            "stream": settings.stream.model_copy(update=job),
+        }
+    )

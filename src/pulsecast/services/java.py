@@ -26,7 +26,7 @@ __all__ = ["PROFILES", "artifacts_dir", "classpath", "find_java", "java_version"
 log = logging.getLogger(__name__)
 
 #: Classpaths declared as profiles in jvm/pom.xml.
-PROFILES = ("kafka",)
+PROFILES = ("kafka", "spark")
 MIN_JAVA = 17
 _INSTALL_HINT = "install Java 17 or newer (Debian: apt-get install openjdk-17-jre-headless)"
 

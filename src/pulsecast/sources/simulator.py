@@ -118,6 +118,10 @@ class FleetSimulator:
         self.labels: list[AnomalyLabel] = []
         self.ids = [f"m-{i:04d}" for i in range(config.entities)]
         self._rng = np.random.default_rng(config.seed)
+        # Ids come from their own generator, seeded by seed *and* start: two runs
+        # with the same seed but other start times never share an event id.
+        start_us = int(self.start.timestamp() * 1_000_000)
+        self._ids = np.random.default_rng([config.seed, start_us])
         n = config.entities
         rng = self._rng
         # Per-machine character: levels, seasonal amplitudes, trend, noise.
@@ -218,7 +222,7 @@ class FleetSimulator:
                 del self._active[entity]
         values = np.clip(values, _LOWER, _UPPER).round(3)
         self._last = values
-        ids = self._rng.bytes(16 * self.config.entities).hex()
+        ids = self._ids.bytes(16 * self.config.entities).hex()
         rows = values.tolist()
         events = [
             {

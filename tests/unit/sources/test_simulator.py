@@ -27,6 +27,14 @@ def test_simulator_same_seed_same_events_and_labels() -> None:
     assert run(config, 200) == run(config, 200)
 
 
+def test_simulator_other_start_other_ids() -> None:
+    config = SimulatorSettings(entities=5, seed=1)
+    a = FleetSimulator(config, start=START, interval_s=60).next_tick()[1]
+    later = START + timedelta(days=1)
+    b = FleetSimulator(config, start=later, interval_s=60).next_tick()[1]
+    assert {e["event_id"] for e in a}.isdisjoint({e["event_id"] for e in b})
+
+
 def test_simulator_other_seed_other_events() -> None:
     a, _ = run(SimulatorSettings(entities=5, seed=1), 10)
     b, _ = run(SimulatorSettings(entities=5, seed=2), 10)

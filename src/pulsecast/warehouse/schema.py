@@ -1,0 +1,260 @@
+"""The warehouse's versioned schema and its idempotent loaders.
+
+Migrations are numbered SQL steps applied in order, each in its own
+transaction, and recorded in ``pulsecast.schema_version``; applying them again
+does nothing. Gold aggregates are upserted with ``INSERT ... ON CONFLICT``
+keyed on (stream, key, window, window start, metric), so replaying a
+micro-batch after a crash leaves the same rows. A read-only ``pulsecast_analyst``
+role may read every table of the schema.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from pulsecast.config import Settings
+from pulsecast.errors import PulsecastError
+
+__all__ = ["ANALYST_ROLE", "GOLD_TABLE", "MIGRATIONS", "GoldRow", "Warehouse", "WarehouseError"]
+
+log = logging.getLogger(__name__)
+
+SCHEMA = "pulsecast"
+GOLD_TABLE = f"{SCHEMA}.gold_aggregates"
+ANALYST_ROLE = "pulsecast_analyst"
+_LOCK_ID = 7_340_001  # advisory lock serialising migrations
+
+
+class WarehouseError(PulsecastError):
+    """The warehouse refused a statement or cannot be reached."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One step of the schema."""
+
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "gold aggregates",
+        (
+            f"""CREATE TABLE IF NOT EXISTS {GOLD_TABLE} (
+                stream        text             NOT NULL,
+                key           text             NOT NULL,
+                window_name   text             NOT NULL,
+                window_start  timestamptz      NOT NULL,
+                window_end    timestamptz      NOT NULL,
+                metric        text             NOT NULL,
+                count         bigint           NOT NULL,
+                mean          double precision,
+                min           double precision,
+                max           double precision,
+                stddev        double precision,
+                p50           double precision,
+                p95           double precision,
+                is_final      boolean          NOT NULL DEFAULT false,
+                updated_at    timestamptz      NOT NULL DEFAULT now(),
+                PRIMARY KEY (stream, key, window_name, window_start, metric)
+            )""",
+            f"CREATE INDEX IF NOT EXISTS gold_aggregates_time "
+            f"ON {GOLD_TABLE} (stream, window_name, window_start)",
+        ),
+    ),
+)
+
+
+@dataclass(frozen=True)
+class GoldRow:
+    """One aggregate of one metric of one key in one window."""
+
+    stream: str
+    key: str
+    window_name: str
+    window_start: datetime
+    window_end: datetime
+    metric: str
+    count: int
+    mean: float | None
+    min: float | None
+    max: float | None
+    stddev: float | None
+    p50: float | None
+    p95: float | None
+    is_final: bool
+
+
+_GOLD_COLUMNS = tuple(GoldRow.__dataclass_fields__)
+
+
+class Warehouse:
+    """Connection, migrations and loaders of the warehouse.
+
+    Args:
+        settings: The platform's settings (``postgres`` section).
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def connect(self) -> psycopg.Connection[Any]:
+        """A new connection (autocommit off).
+
+        Raises:
+            WarehouseError: The server cannot be reached.
+        """
+        try:
+            return psycopg.connect(self.settings.postgres.conninfo(), connect_timeout=10)
+        except psycopg.OperationalError as exc:
+            where = (
+                "(postgres.dsn)"
+                if self.settings.postgres.dsn
+                else (f"{self.settings.postgres.host}:{self.settings.postgres.port}")
+            )
+            msg = f"the warehouse at {where} is not reachable (is it up? try `pulsecast up`)"
+            raise WarehouseError(msg) from exc
+
+    def version(self) -> int:
+        """The schema version applied (0 before any migration)."""
+        with self.connect() as conn:
+            exists = conn.execute(
+                "SELECT to_regclass(%s)", (f"{SCHEMA}.schema_version",)
+            ).fetchone()
+            if not exists or exists[0] is None:
+                return 0
+            row = conn.execute(f"SELECT max(version) FROM {SCHEMA}.schema_version").fetchone()  # noqa: S608
+            return int(row[0] or 0) if row else 0
+
+    def migrate(self) -> list[int]:
+        """Apply the migrations not applied yet, and (re)grant the analyst role.
+
+        Returns:
+            The versions applied now.
+        """
+        applied = []
+        with self.connect() as conn:
+            conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_ID,))
+            try:
+                conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+                conn.execute(
+                    f"CREATE TABLE IF NOT EXISTS {SCHEMA}.schema_version ("
+                    "version integer PRIMARY KEY, description text NOT NULL, "
+                    "applied_at timestamptz NOT NULL DEFAULT now())"
+                )
+                conn.commit()
+                done = {r[0] for r in conn.execute(f"SELECT version FROM {SCHEMA}.schema_version")}  # noqa: S608
+                for migration in MIGRATIONS:
+                    if migration.version in done:
+                        continue
+                    with conn.transaction():
+                        for statement in migration.statements:
+                            conn.execute(statement)
+                        conn.execute(
+                            f"INSERT INTO {SCHEMA}.schema_version (version, description) "  # noqa: S608
+                            "VALUES (%s, %s)",
+                            (migration.version, migration.description),
+                        )
+                    applied.append(migration.version)
+                    log.info(
+                        "warehouse migrated to version %s (%s)",
+                        migration.version,
+                        migration.description,
+                    )
+                conn.commit()
+                self._grant_analyst(conn)
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_ID,))
+                conn.commit()
+        return applied
+
+    def _grant_analyst(self, conn: psycopg.Connection[Any]) -> None:
+        role = sql.Identifier(ANALYST_ROLE)
+        schema = sql.Identifier(SCHEMA)
+        try:
+            with conn.transaction():
+                exists = conn.execute(
+                    "SELECT 1 FROM pg_roles WHERE rolname = %s", (ANALYST_ROLE,)
+                ).fetchone()
+                if not exists:
+                    conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(role))
+                conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(schema, role))
+                conn.execute(
+                    sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}").format(schema, role)
+                )
+                conn.execute(
+                    sql.SQL(
+                        "ALTER DEFAULT PRIVILEGES IN SCHEMA {} GRANT SELECT ON TABLES TO {}"
+                    ).format(schema, role)
+                )
+        except psycopg.errors.InsufficientPrivilege:
+            log.warning("cannot create or grant role %s: not enough privileges", ANALYST_ROLE)
+
+    def upsert_gold(self, rows: Sequence[GoldRow] | Iterable[tuple[Any, ...]]) -> int:
+        """Insert or update gold aggregates (idempotent).
+
+        Returns:
+            How many rows were written.
+        """
+        tuples = [
+            r if isinstance(r, tuple) and not isinstance(r, GoldRow) else _astuple(r) for r in rows
+        ]
+        if not tuples:
+            return 0
+        columns = sql.SQL(", ").join(sql.Identifier(c) for c in _GOLD_COLUMNS)
+        updates = sql.SQL(", ").join(
+            sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c))
+            for c in _GOLD_COLUMNS[5:]
+        )
+        with self.connect() as conn, conn.cursor() as cur:
+            cur.execute(
+                "CREATE TEMP TABLE gold_stage (LIKE pulsecast.gold_aggregates "
+                "INCLUDING DEFAULTS) ON COMMIT DROP"
+            )
+            with cur.copy(sql.SQL("COPY gold_stage ({}) FROM STDIN").format(columns)) as copy:
+                for row in tuples:
+                    copy.write_row(row)
+            cur.execute(
+                sql.SQL(
+                    "INSERT INTO pulsecast.gold_aggregates ({cols}) "
+                    "SELECT DISTINCT ON (stream, key, window_name, window_start, metric) {cols} "
+                    "FROM gold_stage "
+                    "ON CONFLICT (stream, key, window_name, window_start, metric) "
+                    "DO UPDATE SET {updates}, updated_at = now()"
+                ).format(cols=columns, updates=updates)
+            )
+            conn.commit()
+        return len(tuples)
+
+    def finalize(self, stream: str, *, before: datetime | None = None) -> int:
+        """Mark a stream's open windows final (all, or those ending by ``before``).
+
+        Returns:
+            How many rows changed.
+        """
+        query = (
+            f"UPDATE {GOLD_TABLE} SET is_final = true, updated_at = now() "  # noqa: S608 (constant)
+            "WHERE stream = %s AND NOT is_final"
+        )
+        params: tuple[Any, ...] = (stream,)
+        if before is not None:
+            query += " AND window_end <= %s"
+            params = (stream, before)
+        with self.connect() as conn:
+            changed = conn.execute(query, params).rowcount
+            conn.commit()
+        return int(changed)
+
+
+def _astuple(row: GoldRow) -> tuple[Any, ...]:
+    return tuple(getattr(row, c) for c in _GOLD_COLUMNS)

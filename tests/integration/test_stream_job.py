@@ -1,0 +1,142 @@
+"""The streaming job against real Kafka, Spark, Delta and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from pyspark.sql import SparkSession
+
+from pulsecast.analytics.sql import run_sql
+from pulsecast.bus import EventProducer, topic_name
+from pulsecast.bus.consumer import read_since
+from pulsecast.config import Settings
+from pulsecast.stream.job import StreamJob
+from pulsecast.testing import telemetry_event
+
+from .conftest import StreamFactory, job_settings
+
+T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def produce_raw(settings: Settings, stream: str, values: list[tuple[str, bytes]]) -> None:
+    producer = EventProducer(settings)
+    for key, value in values:
+        producer.produce_raw(topic_name(stream), value, key)
+    producer.flush()
+
+
+def warehouse_rows(settings: Settings, stream: str) -> dict[tuple[str, str, str, str], tuple]:
+    with psycopg.connect(settings.postgres.conninfo()) as conn:
+        rows = conn.execute(
+            "SELECT key, window_name, window_start, metric, count, mean, min, max, is_final "
+            "FROM pulsecast.gold_aggregates WHERE stream = %s",
+            (stream,),
+        ).fetchall()
+    return {(r[0], r[1], r[2].strftime("%H:%M"), r[3]): r[4:] for r in rows}
+
+
+def test_stream_job_bronze_silver_gold_warehouse_and_dlq(
+    spark: SparkSession, stream_factory: StreamFactory, tmp_path: Path
+) -> None:
+    base, stream = stream_factory()
+    settings = job_settings(base, tmp_path)
+    # 4 machines x 30 readings, one every 4 s from 12:00:00: two full minutes.
+    temps: dict[tuple[str, int], float] = {}
+    events = []
+    for i in range(30):
+        for m in range(4):
+            temps[(f"m-{m}", i)] = 50.0 + m + i * 0.5
+            events.append(
+                telemetry_event(
+                    f"m-{m}",
+                    when=T0 + timedelta(seconds=4 * i),
+                    event_id=f"{m}-{i}",
+                    temperature_c=temps[(f"m-{m}", i)],
+                )
+            )
+    with EventProducer(settings) as producer:
+        assert producer.send(stream, events).accepted == 120
+        producer.send(stream, events[:10])  # duplicates: same event ids again
+    bad = [
+        ("m-9", b'{"event_time": "2026-05-01T12:00:00Z", "payload": {'),
+        (
+            "m-9",
+            json.dumps(
+                telemetry_event("m-9", when="2026-05-01T12:00:01Z", cpu_util=250.0)
+            ).encode(),
+        ),
+    ]
+    produce_raw(settings, stream, bad)
+
+    stats = StreamJob(spark, settings, streams=[stream]).run(until_idle=True, max_seconds=240)
+    assert stats[stream].valid == 130
+    assert stats[stream].rejected == {"malformed_json": 1, "out_of_range": 1}
+
+    # Late data: an event older than the watermark (newest 12:01:56 - 60 s lateness).
+    late = telemetry_event("m-0", when=T0, event_id="late-1")
+    with EventProducer(settings) as producer:
+        producer.send(stream, [late])
+    stats = StreamJob(spark, settings, streams=[stream]).run(until_idle=True, max_seconds=240)
+    assert stats[stream].rejected == {"late": 1}
+
+    silver = run_sql(settings, f"SELECT count(*), count(DISTINCT event_id) FROM silver_{stream}")
+    assert silver.rows == [(120, 120)]
+    bronze = run_sql(settings, f"SELECT count(*) FROM bronze_{stream}")
+    assert bronze.rows == [(120 + 10 + 2 + 1,)]
+
+    gold = run_sql(
+        settings,
+        f"""
+        SELECT key, strftime(window_start, '%H:%M') AS w, count, mean, min, max, is_final
+        FROM gold_{stream}_1m WHERE metric = 'temperature_c' ORDER BY key, w""",
+    )
+    expected = []
+    for m in range(4):
+        for minute, readings in (("12:00", range(15)), ("12:01", range(15, 30))):
+            values = [temps[(f"m-{m}", i)] for i in readings]
+            expected.append(
+                (
+                    f"m-{m}",
+                    minute,
+                    15,
+                    pytest.approx(statistics.mean(values)),
+                    min(values),
+                    max(values),
+                    True,
+                )
+            )
+    assert gold.rows == expected
+
+    sliding = run_sql(
+        settings,
+        f"""
+        SELECT strftime(window_start, '%H:%M'), sum(count) FROM gold_{stream}_5m
+        WHERE metric = 'cpu_util' GROUP BY 1 ORDER BY 1""",
+    )
+    # A 5-minute window starting at 11:56 holds the first minute only; 11:57 to 12:00 hold both.
+    assert sliding.rows == [
+        ("11:56", 60),
+        ("11:57", 120),
+        ("11:58", 120),
+        ("11:59", 120),
+        ("12:00", 120),
+        ("12:01", 60),
+    ]
+
+    in_warehouse = warehouse_rows(settings, stream)
+    assert len(in_warehouse) == 4 * 2 * 4 + 4 * 6 * 4  # keys x windows x metrics (1m + 5m)
+    for key, minute, count, mean, low, high, final in expected:
+        assert in_warehouse[(key, "1m", minute, "temperature_c")] == (count, mean, low, high, final)
+
+    dead = read_since(settings, topic_name(stream, "dlq"), {0: 0})
+    assert sorted(r.headers["pulsecast.reason"] for r in dead) == [
+        "late",
+        "malformed_json",
+        "out_of_range",
+    ]
+    assert {r.headers["pulsecast.source"] for r in dead} == {"stream"}

@@ -1,0 +1,217 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from pyspark.sql import SparkSession
+
+from pulsecast.config import Settings, WindowSpec
+from pulsecast.stream.session import spark_conf
+from pulsecast.stream.transforms import (
+    bronze_rows,
+    dead_letter_rows,
+    parse_events,
+    silver_rows,
+    window_aggregates,
+)
+from pulsecast.testing import settings_for
+
+KAFKA = "key string, value string, topic string, partition int, offset long, timestamp timestamp"
+TS = datetime(2026, 5, 1, 12, 0, 30)
+
+
+def event(**changes: object) -> str:
+    body: dict[str, object] = {
+        "event_id": "e1",
+        "event_time": "2026-05-01T12:00:00Z",
+        "payload": {
+            "entity_id": "m-1",
+            "temperature_c": 60.0,
+            "cpu_util": 50.0,
+            "vibration_mm_s": 2.0,
+            "power_kw": 10.0,
+        },
+    }
+    for key, value in changes.items():
+        if key.startswith("p_"):
+            payload = dict(body["payload"])  # type: ignore[call-overload]
+            if value is None:
+                payload.pop(key[2:])
+            else:
+                payload[key[2:]] = value
+            body["payload"] = payload
+        elif value is None:
+            body.pop(key)
+        else:
+            body[key] = value
+    return json.dumps(body)
+
+
+def kafka_rows(spark: SparkSession, values: list[str]):  # type: ignore[no-untyped-def]
+    rows = [("m-1", v, "telemetry.events", 0, i, TS) for i, v in enumerate(values)]
+    return spark.createDataFrame(rows, KAFKA).selectExpr(
+        "cast(key as binary) key",
+        "cast(value as binary) value",
+        "topic",
+        "partition",
+        "offset",
+        "timestamp",
+    )
+
+
+@pytest.fixture
+def telemetry(settings: Settings):  # type: ignore[no-untyped-def]
+    return settings.streams["telemetry"]
+
+
+CASES = [
+    (event(), None, None, None),
+    (
+        event(p_cpu_util=101.0),
+        "out_of_range",
+        "payload.cpu_util",
+        "payload.cpu_util: expected float <= 100.0",
+    ),
+    (
+        event(p_power_kw=-1),
+        "out_of_range",
+        "payload.power_kw",
+        "payload.power_kw: expected float >= 0.0",
+    ),
+    (
+        event(p_temperature_c=None),
+        "missing_field",
+        "payload.temperature_c",
+        "payload.temperature_c: required field is missing",
+    ),
+    (
+        event(p_cpu_util="high"),
+        "wrong_type",
+        "payload.cpu_util",
+        "payload.cpu_util: expected float",
+    ),
+    (
+        event(event_time="yesterday"),
+        "invalid_timestamp",
+        "event_time",
+        "event_time: expected RFC 3339 datetime with a timezone",
+    ),
+    (
+        event(event_time="2026-05-01T12:00:00"),
+        "invalid_timestamp",
+        "event_time",
+        "event_time: expected RFC 3339 datetime with a timezone",
+    ),
+    (
+        event(event_time=None),
+        "missing_field",
+        "event_time",
+        "event_time: required field is missing",
+    ),
+    (event(payload=None), "missing_field", "payload", "payload: required field is missing"),
+    (event(payload="x"), "wrong_type", "payload", "payload: expected object"),
+    (event(key="m-2"), "key_mismatch", "key", "key: differs from payload.entity_id"),
+    (event(stream="other"), "stream_mismatch", "stream", "stream: differs from 'telemetry'"),
+    ('{"event_time": ', "malformed_json", None, "malformed JSON"),
+    ("[1, 2]", "not_an_object", None, "expected object"),
+]
+
+
+def test_parse_events_judges_each_record(spark: SparkSession, telemetry) -> None:  # type: ignore[no-untyped-def]
+    parsed = parse_events(kafka_rows(spark, [c[0] for c in CASES]), "telemetry", telemetry)
+    got = [(r["reason"], r["field"], r["message"]) for r in parsed.orderBy("offset").collect()]
+    assert got == [c[1:] for c in CASES]
+
+
+def test_parse_events_types_the_valid_ones(spark: SparkSession, telemetry) -> None:  # type: ignore[no-untyped-def]
+    row = parse_events(kafka_rows(spark, [event()]), "telemetry", telemetry).first()
+    assert row["event_id"] == "e1"
+    assert row["key"] == "m-1"
+    assert row["event_time"] == datetime(2026, 5, 1, 12, 0)
+    assert row["ingest_time"] == TS  # no ingest_time in the envelope: Kafka's timestamp
+    assert row["cpu_util"] == 50.0
+
+
+def test_parse_events_without_event_id_uses_a_content_hash(spark: SparkSession, telemetry) -> None:  # type: ignore[no-untyped-def]
+    rows = parse_events(
+        kafka_rows(spark, [event(event_id=None)] * 2), "telemetry", telemetry
+    ).collect()
+    assert rows[0]["event_id"] == rows[1]["event_id"]
+    assert len(rows[0]["event_id"]) == 64
+
+
+def test_silver_rows_drop_duplicate_ids_and_add_partitions(spark: SparkSession, telemetry) -> None:  # type: ignore[no-untyped-def]
+    values = [event(), event(), event(event_id="e2", event_time="2026-05-01T13:05:00Z")]
+    parsed = parse_events(kafka_rows(spark, values), "telemetry", telemetry)
+    silver = silver_rows(parsed, telemetry, batch_id=7).orderBy("event_id").collect()
+    assert [r["event_id"] for r in silver] == ["e1", "e2"]
+    assert [r["event_hour"] for r in silver] == [12, 13]
+    assert silver[0]["event_date"].isoformat() == "2026-05-01"
+    assert silver[0]["batch_id"] == 7
+
+
+def test_bronze_keeps_the_record_as_received(spark: SparkSession) -> None:
+    row = bronze_rows(kafka_rows(spark, ["not json"])).first()
+    assert row["value"] == bytearray(b"not json")
+    assert row["ingest_date"].isoformat() == "2026-05-01"
+    assert (row["topic"], row["partition"], row["offset"]) == ("telemetry.events", 0, 0)
+
+
+def test_dead_letters_carry_reason_headers(spark: SparkSession, telemetry) -> None:  # type: ignore[no-untyped-def]
+    parsed = parse_events(kafka_rows(spark, [event(p_cpu_util=500.0)]), "telemetry", telemetry)
+    row = dead_letter_rows(parsed, "telemetry").first()
+    headers = {h["key"]: bytes(h["value"]).decode() for h in row["headers"]}
+    assert headers == {
+        "pulsecast.reason": "out_of_range",
+        "pulsecast.error": "payload.cpu_util: expected float <= 100.0",
+        "pulsecast.stream": "telemetry",
+        "pulsecast.source": "stream",
+        "pulsecast.field": "payload.cpu_util",
+    }
+    assert json.loads(bytes(row["value"]))["payload"]["cpu_util"] == 500.0
+
+
+def test_window_aggregates_match_a_hand_computation(spark: SparkSession, telemetry) -> None:  # type: ignore[no-untyped-def]
+    temps = {"12:00:05": 10.0, "12:00:50": 20.0, "12:01:10": 40.0}
+    values = [
+        event(event_id=f"e{i}", event_time=f"2026-05-01T{t}Z", p_temperature_c=v)
+        for i, (t, v) in enumerate(temps.items())
+    ]
+    silver = silver_rows(
+        parse_events(kafka_rows(spark, values), "telemetry", telemetry), telemetry, 0
+    )
+    tumbling = window_aggregates(silver, telemetry, WindowSpec(name="1m", size_s=60))
+    rows = {(r["window_start"].strftime("%H:%M"), r["metric"]): r for r in tumbling.collect()}
+    first = rows[("12:00", "temperature_c")]
+    assert (first["count"], first["mean"], first["min"], first["max"]) == (2, 15.0, 10.0, 20.0)
+    assert first["stddev"] == pytest.approx(7.0710678)
+    assert (first["p50"], first["p95"]) == (10.0, 20.0)
+    assert rows[("12:01", "temperature_c")]["count"] == 1
+    assert len(rows) == 2 * 4  # two windows, four numeric metrics
+    sliding = window_aggregates(silver, telemetry, WindowSpec(name="5m", size_s=300, slide_s=60))
+    counts = sorted(
+        (r["window_start"].strftime("%H:%M"), r["count"])
+        for r in sliding.where("metric = 'temperature_c'").collect()
+    )
+    assert counts == [
+        ("11:56", 2),
+        ("11:57", 3),
+        ("11:58", 3),
+        ("11:59", 3),
+        ("12:00", 3),
+        ("12:01", 1),
+    ]
+
+
+def test_spark_conf_binds_loopback_and_loads_local_jars(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings = settings_for(tmp_path, spark={"shuffle_partitions": 3, "conf": {"a.b": "c"}})
+    conf = spark_conf(settings, [tmp_path / "b.jar", tmp_path / "a.jar"])
+    assert conf["spark.master"] == "local[*]"
+    assert conf["spark.driver.bindAddress"] == "127.0.0.1"
+    assert conf["spark.jars"] == f"{tmp_path / 'a.jar'},{tmp_path / 'b.jar'}"
+    assert conf["spark.sql.shuffle.partitions"] == "3"
+    assert conf["a.b"] == "c"
+    cluster = spark_conf(settings_for(tmp_path, spark={"master": "spark://h:7077"}), [])
+    assert "spark.driver.bindAddress" not in cluster
+    assert UTC  # silence unused import in some linters
