@@ -305,11 +305,16 @@ def demo(
     ctx: typer.Context,
     minutes: Annotated[float, typer.Option(help="How long to produce events.")] = 0.5,
     rate: Annotated[float, typer.Option(help="Events per second.")] = 2000.0,
+    stream_job: Annotated[
+        bool, typer.Option("--stream-job/--no-stream-job", help="Run the Spark streaming job.")
+    ] = True,
 ) -> None:
-    """Bring the stack up, stream simulated telemetry, read it back and summarise."""
+    """Bring the stack up, stream simulated telemetry through Spark into the lake and warehouse."""
     from pulsecast.demo import run_demo
 
-    result = run_demo(_settings(ctx), minutes=minutes, rate_eps=rate, say=_say)
+    result = run_demo(
+        _settings(ctx), minutes=minutes, rate_eps=rate, stream_job=stream_job, say=_say
+    )
     for line in result.lines():
         print(line)
     if not result.ok:

@@ -1,16 +1,19 @@
 """`pulsecast demo`: the platform's main job on the embedded stack.
 
-Brings the local stack up, streams simulated fleet telemetry (with a small
-share of deliberately invalid events) through the validating producer, reads
-the stream and its dead-letter topic back from Kafka, and checks that every
-accepted event arrived and every rejected one was dead-lettered. Later stages
-(stream processing, models, dashboard) extend it.
+Brings the local stack up, starts the streaming job (Spark), streams simulated
+fleet telemetry (with a small share of deliberately invalid events) through
+the validating producer while the job turns it into bronze, silver and gold
+Delta tables and warehouse rows, then waits for the job to catch up and close
+its windows, reads the stream and its dead-letter topic back from Kafka, and
+checks that every accepted event arrived and every rejected one was
+dead-lettered. Later stages (models, dashboard) extend it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from pulsecast.bus.admin import TopicAdmin
 from pulsecast.bus.consumer import end_offsets, read_since
@@ -19,6 +22,9 @@ from pulsecast.config import Settings
 from pulsecast.services.stack import Stack
 from pulsecast.sources.produce import run_simulator
 from pulsecast.sources.runner import ProduceSummary
+
+if TYPE_CHECKING:
+    from pulsecast.stream.job import JobStats
 
 __all__ = ["DemoResult", "run_demo"]
 
@@ -34,6 +40,9 @@ class DemoResult:
     dead_letters_read: int
     labels: str
     services: list[str] = field(default_factory=list)
+    processed: JobStats | None = None
+    tables: dict[str, int] = field(default_factory=dict)
+    warehouse_rows: int = 0
 
     @property
     def ok(self) -> bool:
@@ -57,7 +66,22 @@ class DemoResult:
             f"  read back       {self.events_read:,} from {topic_name(STREAM)}, "
             f"{self.dead_letters_read:,} from {topic_name(STREAM, 'dlq')}",
             f"  labels          {self.labels}",
+            *self._stream_lines(),
             f"  result          {'OK: nothing lost' if self.ok else 'MISMATCH'}",
+        ]
+
+    def _stream_lines(self) -> list[str]:
+        if self.processed is None:
+            return []
+        s = self.processed
+        rejected = ", ".join(f"{k} {v}" for k, v in sorted(s.rejected.items())) or "none"
+        tables = ", ".join(f"{name} {rows:,}" for name, rows in self.tables.items())
+        return [
+            f"  stream job      {s.records:,} records in {s.batches} batches: {s.valid:,} valid, "
+            f"rejected: {rejected}",
+            f"  lake rows       {tables}",
+            f"  warehouse rows  {self.warehouse_rows:,} in pulsecast.gold_aggregates",
+            '  try             pulsecast sql "SELECT * FROM gold_telemetry_1m LIMIT 5"',
         ]
 
 
@@ -70,10 +94,21 @@ def run_demo(
     *,
     minutes: float = 0.5,
     rate_eps: float = 2000.0,
+    stream_job: bool = True,
     say: Callable[[str], None] = lambda _t: None,
 ) -> DemoResult:
     """Run the demo; see the module's description."""
     statuses = Stack(settings).up(progress=say)
+    job = None
+    if stream_job:
+        from pulsecast.stream.job import StreamJob
+        from pulsecast.stream.session import spark_session
+
+        say(f"starting the streaming job on Spark ({settings.spark.master})...")
+        job = StreamJob(
+            spark_session(settings, app_name="pulsecast-demo"), settings, streams=[STREAM]
+        )
+        job.start()
     events_topic, dlq_topic = topic_name(STREAM), topic_name(STREAM, "dlq")
     before_events, before_dlq = _ends(settings, events_topic), _ends(settings, dlq_topic)
     sim = settings.simulator.model_copy(
@@ -93,10 +128,35 @@ def run_demo(
     say("reading the stream and its dead-letter topic back...")
     events = read_since(settings, events_topic, before_events)
     dead = read_since(settings, dlq_topic, before_dlq)
-    return DemoResult(
+    result = DemoResult(
         produced=summary,
         events_read=len(events),
         dead_letters_read=len(dead),
         labels=str(labels),
         services=[f"{s.name} ({s.address})" for s in statuses if s.running],
     )
+    if job is not None:
+        say("waiting for the streaming job to catch up and close its windows...")
+        result.processed = job.wait(until_idle=True, max_seconds=600)[STREAM]
+        result.tables = _table_rows(settings)
+        result.warehouse_rows = _warehouse_rows(settings)
+    return result
+
+
+def _table_rows(settings: Settings) -> dict[str, int]:
+    from pulsecast.analytics.sql import lake_tables, run_sql
+
+    names = [n for n in lake_tables(settings) if n.endswith(STREAM) or f"_{STREAM}_" in n]
+    counts = {}
+    for name in names:
+        counts[name] = int(run_sql(settings, f"SELECT count(*) FROM {name}").rows[0][0])  # noqa: S608
+    return counts
+
+
+def _warehouse_rows(settings: Settings) -> int:
+    from pulsecast.warehouse.schema import GOLD_TABLE, Warehouse
+
+    with Warehouse(settings).connect() as conn:
+        query = f"SELECT count(*) FROM {GOLD_TABLE} WHERE stream = %s"  # noqa: S608 (constant)
+        row = conn.execute(query, (STREAM,)).fetchone()
+    return int(row[0]) if row else 0

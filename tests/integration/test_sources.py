@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import msgspec
+from pyspark.sql import SparkSession
 
 from pulsecast.bus.consumer import read_since
 from pulsecast.bus.topics import topic_name
@@ -13,7 +14,7 @@ from pulsecast.services.stack import Stack
 from pulsecast.sources.produce import run_replay, run_simulator
 
 from ..conftest import NAB
-from .conftest import StreamFactory
+from .conftest import StreamFactory, job_settings
 
 
 def test_nab_file_replays_with_event_time_kept(stream_factory: StreamFactory) -> None:
@@ -54,9 +55,16 @@ def test_simulator_run_writes_labels_and_produces(
     assert len(records) == 5000
 
 
-def test_demo_reads_back_everything_it_sent(stack: Stack, stack_settings: Settings) -> None:
-    result = run_demo(stack_settings, minutes=0.05, rate_eps=2000)
+def test_demo_reads_back_everything_it_sent(
+    stack: Stack, stack_settings: Settings, spark: SparkSession, tmp_path: Path
+) -> None:
+    settings = job_settings(stack_settings, tmp_path)
+    result = run_demo(settings, minutes=0.05, rate_eps=2000)
     assert result.ok, "\n".join(result.lines())
     assert result.produced.sent > 4000
     assert result.produced.rejected > 0  # the demo exercises the dead-letter path
     assert result.dead_letters_read == result.produced.rejected
+    assert result.processed is not None
+    assert result.tables["silver_telemetry"] == result.processed.valid > 0
+    assert result.tables["gold_telemetry_1m"] > 0
+    assert result.warehouse_rows > 0

@@ -183,7 +183,9 @@ class BatchWriter:
                 records = batch.count()
                 if records == 0:
                     return
+                marks = [("read", time.monotonic())]
                 self._bronze(batch, batch_id)
+                marks.append(("bronze", time.monotonic()))
                 watermark = self.watermark(batch_id)
                 parsed = self._judge(parse_events(batch, self.stream, self.spec), watermark)
                 parsed = parsed.persist()
@@ -191,15 +193,22 @@ class BatchWriter:
                     r["reason"]: r["count"] for r in parsed.groupBy("reason").count().collect()
                 }
                 valid_count = counts.pop(None, 0)
+                marks.append(("parse", time.monotonic()))
                 if counts:
                     self._dead_letters(parsed.where(F.col("reason").isNotNull()))
+                    marks.append(("dlq", time.monotonic()))
                 valid = parsed.where(F.col("reason").isNull())
                 if valid_count:
-                    self._silver(valid, batch_id)
-                    newest = _first_value(valid.agg(F.max("event_time")))
+                    row = valid.agg(F.min("event_time"), F.max("event_time")).first()
+                    assert row is not None  # noqa: S101 (an aggregate has one row)
+                    oldest: datetime = row[0]
+                    newest: datetime = row[1]
+                    self._silver(valid, batch_id, oldest)
+                    marks.append(("silver", time.monotonic()))
                     if self._max_event_time is None or newest > self._max_event_time:
                         self._max_event_time = newest
-                    self.stats.gold_rows += self._gold(valid)
+                    self.stats.gold_rows += self._gold(valid, oldest, newest)
+                    marks.append(("gold+warehouse", time.monotonic()))
                 self._max_known_before = batch_id + 1
                 self.stats.batches += 1
                 self.stats.records += records
@@ -208,14 +217,21 @@ class BatchWriter:
                 self.stats.last_data_at = time.monotonic()
                 self.stats.open_windows = self.stats.open_windows or valid_count > 0
                 self.stats.last_batch_s = time.monotonic() - started
+                steps = ", ".join(
+                    f"{name} {end - begin:.1f}"
+                    for (name, end), (_, begin) in zip(
+                        marks, [("", started), *marks[:-1]], strict=True
+                    )
+                )
                 log.info(
-                    "stream %s batch %s: %s records, %s valid, rejected %s in %.2f s",
+                    "stream %s batch %s: %s records, %s valid, rejected %s in %.2f s (%s)",
                     self.stream,
                     batch_id,
                     records,
                     valid_count,
                     dict(counts),
                     self.stats.last_batch_s,
+                    steps,
                 )
             finally:
                 if parsed is not None:
@@ -253,28 +269,37 @@ class BatchWriter:
             .save()
         )
 
-    def _silver(self, valid: DataFrame, batch_id: int) -> None:
-        from delta.tables import DeltaTable
+    def _silver(self, valid: DataFrame, batch_id: int, oldest: datetime) -> None:
+        """Append the batch's events whose ids silver does not hold yet.
 
-        rows = silver_rows(valid, self.spec, batch_id)
-        oldest = _first_value(valid.agg(F.min(F.to_date("event_time"))))
-        target = DeltaTable.forPath(self.spark, self.tables.silver(self.stream))
-        (
-            target.alias("t")
-            .merge(
-                rows.alias("s"),
-                f"t.event_id = s.event_id AND t.event_date >= DATE'{oldest.isoformat()}'",
+        Only silver rows at or after the batch's oldest event can clash, and
+        Delta's file statistics skip the others. The append is idempotent per
+        batch id (a replay of a committed batch writes nothing).
+        """
+        uri = self.tables.silver(self.stream)
+        seen = (
+            self.spark.read.format("delta")
+            .load(uri)
+            .where(
+                (F.col("event_date") >= F.lit(oldest.date()))
+                & (F.col("event_time") >= F.lit(oldest))
             )
-            .whenNotMatchedInsertAll()
-            .execute()
+            .select("event_id")
+        )
+        (
+            silver_rows(valid, self.spec, batch_id)
+            .join(seen, "event_id", "left_anti")
+            .write.format("delta")
+            .mode("append")
+            .option("txnAppId", f"pulsecast-silver-{self.stream}")
+            .option("txnVersion", batch_id)
+            .save(uri)
         )
 
-    def _gold(self, valid: DataFrame) -> int:
+    def _gold(self, valid: DataFrame, lo: datetime, hi: datetime) -> int:
         """Recompute and merge every window the batch touched; returns the gold rows written."""
         from delta.tables import DeltaTable
 
-        lo = _first_value(valid.agg(F.min("event_time")))
-        hi = _first_value(valid.agg(F.max("event_time")))
         final_before = (
             self._max_event_time - self.lateness if self._max_event_time is not None else None
         )
@@ -321,11 +346,20 @@ class BatchWriter:
                     .whenNotMatchedInsertAll()
                     .execute()
                 )
-                if self.warehouse is not None:
-                    warehouse_rows.extend(self._warehouse_tuples(gold))
-                written += gold.count()
+                rows = self._warehouse_tuples(gold)
+                warehouse_rows.extend(rows)
+                written += len(rows)
             finally:
                 gold.unpersist()
+        if final_before is not None:
+            # Windows the batch did not touch may have closed too: the watermark moved.
+            for window in self.windows:
+                DeltaTable.forPath(self.spark, self.tables.gold(self.stream, window.name)).update(
+                    condition=(F.col("window_date") >= F.lit(final_before.date() - timedelta(1)))
+                    & ~F.col("is_final")
+                    & (F.col("window_end") <= F.lit(final_before)),
+                    set={"is_final": F.lit(True)},
+                )
         if self.warehouse is not None:
             self.warehouse.upsert_gold(warehouse_rows)
             if final_before is not None:
@@ -365,12 +399,6 @@ class BatchWriter:
             self.stats.open_windows = False
             log.info("stream %s idle: closed its open windows", self.stream)
             return changed
-
-
-def _first_value(frame: DataFrame) -> Any:
-    """The first column of the first row of a one-row result."""
-    row = frame.first()
-    return None if row is None else row[0]
 
 
 Progress = Callable[[dict[str, JobStats]], None]
@@ -464,8 +492,24 @@ class StreamJob:
         progress_every_s: float = 10.0,
     ) -> dict[str, JobStats]:
         """Start, then block until idle, ``max_seconds`` or interruption; then stop."""
-        started = time.monotonic()
         self.start()
+        return self.wait(
+            until_idle=until_idle,
+            max_seconds=max_seconds,
+            progress=progress,
+            progress_every_s=progress_every_s,
+        )
+
+    def wait(
+        self,
+        *,
+        until_idle: bool = False,
+        max_seconds: float | None = None,
+        progress: Progress | None = None,
+        progress_every_s: float = 10.0,
+    ) -> dict[str, JobStats]:
+        """Block (closing idle windows) until idle, ``max_seconds`` or interruption; then stop."""
+        started = time.monotonic()
         next_progress = started + progress_every_s
         try:
             while True:

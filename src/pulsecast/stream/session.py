@@ -36,6 +36,9 @@ def spark_conf(settings: Settings, jars: list[Path]) -> dict[str, str]:
         "spark.sql.shuffle.partitions": str(spark.shuffle_partitions),
         "spark.sql.session.timeZone": "UTC",
         "spark.ui.enabled": str(spark.ui_enabled).lower(),
+        "spark.ui.showConsoleProgress": "false",
+        # Delta rebuilds table state with this many tasks (default 50: slow on 2 cores).
+        "spark.databricks.delta.snapshotPartitions": str(spark.shuffle_partitions),
         "spark.sql.streaming.stopGracefullyOnShutdown": "true",
         "spark.databricks.delta.schema.autoMerge.enabled": "false",
         # Small machines: no speculative copies, modest broadcast threshold.
@@ -56,14 +59,17 @@ def spark_session(settings: Settings, *, app_name: str = "pulsecast") -> SparkSe
         JavaNotFoundError: No usable Java.
         ArtifactsError: The Spark jars could not be resolved.
     """
+    from pyspark import SparkContext
     from pyspark.sql import SparkSession
 
     java = find_java(settings)
     jars = sorted(resolve(settings, "spark").glob("*.jar"))
-    # The JVM pyspark launches reads these from the environment, not from conf.
-    os.environ["JAVA_HOME"] = str(java.parent.parent)
-    if settings.spark.master.startswith("local"):
-        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    if SparkContext._active_spark_context is None:
+        # pyspark launches its JVM from the environment, not from conf: the one
+        # place pulsecast sets variables, and only before that launch.
+        os.environ["JAVA_HOME"] = str(java.parent.parent)
+        if settings.spark.master.startswith("local"):
+            os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     builder = SparkSession.builder.appName(app_name)
     for key, value in spark_conf(settings, jars).items():
         builder = builder.config(key, value)
