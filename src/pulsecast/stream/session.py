@@ -74,6 +74,7 @@ def spark_session(settings: Settings, *, app_name: str = "pulsecast") -> SparkSe
     for key, value in spark_conf(settings, jars).items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()
-    session.sparkContext.setLogLevel("WARN")
+    # Spark's own warnings are chatty on a laptop; DEBUG shows them.
+    session.sparkContext.setLogLevel("WARN" if settings.log.level == "DEBUG" else "ERROR")
     log.info("spark session ready (master %s)", settings.spark.master)
     return session
