@@ -49,7 +49,7 @@ from pulsecast.stream.transforms import (
     silver_rows,
     window_aggregates,
 )
-from pulsecast.warehouse.schema import Warehouse
+from pulsecast.warehouse.schema import WAREHOUSE_COLUMNS, Warehouse
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -367,21 +367,7 @@ class BatchWriter:
         return written
 
     def _warehouse_tuples(self, gold: DataFrame) -> list[tuple[Any, ...]]:
-        columns = [
-            "key",
-            "window_name",
-            "window_start",
-            "window_end",
-            "metric",
-            "count",
-            "mean",
-            "min",
-            "max",
-            "stddev",
-            "p50",
-            "p95",
-            "is_final",
-        ]
+        columns = [c for c in WAREHOUSE_COLUMNS if c != "stream"]
         return [(self.stream, *row) for row in gold.select(*columns).collect()]
 
     def finalize_open_windows(self) -> int:
@@ -483,22 +469,10 @@ class StreamJob:
                 return False
         return True
 
-    def run(
-        self,
-        *,
-        until_idle: bool = False,
-        max_seconds: float | None = None,
-        progress: Progress | None = None,
-        progress_every_s: float = 10.0,
-    ) -> dict[str, JobStats]:
-        """Start, then block until idle, ``max_seconds`` or interruption; then stop."""
+    def run(self, **wait_options: Any) -> dict[str, JobStats]:
+        """:meth:`start`, then :meth:`wait` with ``wait_options``."""
         self.start()
-        return self.wait(
-            until_idle=until_idle,
-            max_seconds=max_seconds,
-            progress=progress,
-            progress_every_s=progress_every_s,
-        )
+        return self.wait(**wait_options)
 
     def wait(
         self,

@@ -22,7 +22,15 @@ from psycopg import sql
 from pulsecast.config import Settings
 from pulsecast.errors import PulsecastError
 
-__all__ = ["ANALYST_ROLE", "GOLD_TABLE", "MIGRATIONS", "GoldRow", "Warehouse", "WarehouseError"]
+__all__ = [
+    "ANALYST_ROLE",
+    "GOLD_TABLE",
+    "MIGRATIONS",
+    "WAREHOUSE_COLUMNS",
+    "GoldRow",
+    "Warehouse",
+    "WarehouseError",
+]
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +103,8 @@ class GoldRow:
     is_final: bool
 
 
-_GOLD_COLUMNS = tuple(GoldRow.__dataclass_fields__)
+#: Columns of pulsecast.gold_aggregates that loaders write, in order.
+WAREHOUSE_COLUMNS = tuple(GoldRow.__dataclass_fields__)
 
 
 class Warehouse:
@@ -211,10 +220,10 @@ class Warehouse:
         ]
         if not tuples:
             return 0
-        columns = sql.SQL(", ").join(sql.Identifier(c) for c in _GOLD_COLUMNS)
+        columns = sql.SQL(", ").join(sql.Identifier(c) for c in WAREHOUSE_COLUMNS)
         updates = sql.SQL(", ").join(
             sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c))
-            for c in _GOLD_COLUMNS[5:]
+            for c in WAREHOUSE_COLUMNS[5:]
         )
         with self.connect() as conn, conn.cursor() as cur:
             cur.execute(
@@ -257,4 +266,4 @@ class Warehouse:
 
 
 def _astuple(row: GoldRow) -> tuple[Any, ...]:
-    return tuple(getattr(row, c) for c in _GOLD_COLUMNS)
+    return tuple(getattr(row, c) for c in WAREHOUSE_COLUMNS)
