@@ -14,6 +14,7 @@ import pytest
 
 from pulsecast.config import Settings
 from pulsecast.services.stack import Stack
+from pulsecast.warehouse.schema import ANALYST_ROLE, MIGRATIONS, Warehouse
 
 from .conftest import write_config
 
@@ -103,6 +104,20 @@ def test_stale_pid_file_is_cleared_on_start(
     status = ingest.start()
     assert status.running and status.pid != dead.pid
     assert f"removed stale PID file {ingest.pid_file.path}" in caplog.text
+
+
+def test_warehouse_migrations_are_idempotent_and_analyst_is_read_only(
+    stack: Stack, stack_settings: Settings
+) -> None:
+    warehouse = Warehouse(stack_settings)
+    warehouse.migrate()
+    assert warehouse.migrate() == []
+    assert warehouse.version() == max(m.version for m in MIGRATIONS)
+    with psycopg.connect(stack_settings.postgres.conninfo()) as conn:
+        conn.execute(f"SET ROLE {ANALYST_ROLE}")
+        assert conn.execute("SELECT count(*) FROM pulsecast.gold_aggregates").fetchone()
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("DELETE FROM pulsecast.gold_aggregates")
 
 
 def test_warehouse_answers_on_tcp(stack: Stack, stack_settings: Settings) -> None:

@@ -78,12 +78,6 @@ class SendReport:
     reasons: Counter[str] = field(default_factory=Counter)
     rejections: list[tuple[int, Rejection]] = field(default_factory=list)
 
-    def add(self, other: SendReport) -> None:
-        """Fold another report into this one (indices are not renumbered)."""
-        self.accepted += other.accepted
-        self.rejected += other.rejected
-        self.reasons.update(other.reasons)
-
 
 def _raw_of(obj: Any) -> bytes:
     """Best-effort bytes of an invalid input, for the dead-letter topic."""

@@ -11,7 +11,7 @@ role may read every table of the schema.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -27,7 +27,6 @@ __all__ = [
     "GOLD_TABLE",
     "MIGRATIONS",
     "WAREHOUSE_COLUMNS",
-    "GoldRow",
     "Warehouse",
     "WarehouseError",
 ]
@@ -83,28 +82,23 @@ MIGRATIONS: tuple[Migration, ...] = (
 )
 
 
-@dataclass(frozen=True)
-class GoldRow:
-    """One aggregate of one metric of one key in one window."""
-
-    stream: str
-    key: str
-    window_name: str
-    window_start: datetime
-    window_end: datetime
-    metric: str
-    count: int
-    mean: float | None
-    min: float | None
-    max: float | None
-    stddev: float | None
-    p50: float | None
-    p95: float | None
-    is_final: bool
-
-
 #: Columns of pulsecast.gold_aggregates that loaders write, in order.
-WAREHOUSE_COLUMNS = tuple(GoldRow.__dataclass_fields__)
+WAREHOUSE_COLUMNS = (
+    "stream",
+    "key",
+    "window_name",
+    "window_start",
+    "window_end",
+    "metric",
+    "count",
+    "mean",
+    "min",
+    "max",
+    "stddev",
+    "p50",
+    "p95",
+    "is_final",
+)
 
 
 class Warehouse:
@@ -209,15 +203,16 @@ class Warehouse:
         except psycopg.errors.InsufficientPrivilege:
             log.warning("cannot create or grant role %s: not enough privileges", ANALYST_ROLE)
 
-    def upsert_gold(self, rows: Sequence[GoldRow] | Iterable[tuple[Any, ...]]) -> int:
+    def upsert_gold(self, rows: Sequence[tuple[Any, ...]]) -> int:
         """Insert or update gold aggregates (idempotent).
+
+        Args:
+            rows: Tuples in :data:`WAREHOUSE_COLUMNS` order.
 
         Returns:
             How many rows were written.
         """
-        tuples = [
-            r if isinstance(r, tuple) and not isinstance(r, GoldRow) else _astuple(r) for r in rows
-        ]
+        tuples = list(rows)
         if not tuples:
             return 0
         columns = sql.SQL(", ").join(sql.Identifier(c) for c in WAREHOUSE_COLUMNS)
@@ -263,7 +258,3 @@ class Warehouse:
             changed = conn.execute(query, params).rowcount
             conn.commit()
         return int(changed)
-
-
-def _astuple(row: GoldRow) -> tuple[Any, ...]:
-    return tuple(getattr(row, c) for c in WAREHOUSE_COLUMNS)
