@@ -46,9 +46,16 @@ logger.controller.level = WARN
 """
 
 
-def _cluster_id() -> str:
-    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+def cluster_id() -> str:
+    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding.
+
+    Like Kafka's own ``Uuid.randomUuid``, never one starting with ``-``: the
+    storage tool's argument parser would take it for an option.
+    """
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):
+            return text
 
 
 class KafkaService(ProcessService):
@@ -125,7 +132,7 @@ class KafkaService(ProcessService):
             "format",
             "--standalone",
             "-t",
-            _cluster_id(),
+            cluster_id(),
             "-c",
             str(self.config_file),
         )

@@ -12,7 +12,7 @@ from pulsecast.config import Settings
 from pulsecast.services.base import PidFile, check_port_free, wait_until
 from pulsecast.services.errors import JavaNotFoundError, PortInUseError, ServiceError
 from pulsecast.services.java import find_java
-from pulsecast.services.kafka import KafkaService
+from pulsecast.services.kafka import KafkaService, cluster_id
 from pulsecast.services.stack import Stack
 from pulsecast.testing import settings_for
 
@@ -91,6 +91,12 @@ def test_kafka_properties_are_kraft_combined_from_settings(tmp_path: Path) -> No
     assert props["controller.quorum.bootstrap.servers"] == "127.0.0.1:19093"
     assert props["auto.create.topics.enable"] == "false"
     assert props["log.dirs"] == str(tmp_path.resolve() / "kafka" / "data")
+
+
+def test_kafka_cluster_ids_never_look_like_options() -> None:
+    ids = [cluster_id() for _ in range(5000)]  # about 78 would start with "-" unguarded
+    assert not [i for i in ids if i.startswith("-")]
+    assert all(len(i) == 22 for i in ids)
 
 
 def test_stack_rejects_unknown_optional_service(settings: Settings) -> None:
