@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
 __all__ = [
-    "GOLD_COLUMNS",
     "bronze_rows",
     "dead_letter_rows",
     "numeric_fields",
@@ -53,21 +52,6 @@ _TYPE_NAMES = {
 }
 _RFC3339 = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|z|[+-]\d{2}:?\d{2})$"
 _ENVELOPE_STRINGS = ("event_id", "stream", "key", "event_time", "ingest_time")
-
-#: Columns of every gold table (long format: one row per key, window and metric).
-GOLD_COLUMNS = (
-    "key",
-    "window_start",
-    "window_end",
-    "metric",
-    "count",
-    "mean",
-    "min",
-    "max",
-    "stddev",
-    "p50",
-    "p95",
-)
 
 
 def numeric_fields(spec: StreamSpec) -> list[str]:
@@ -333,7 +317,8 @@ def window_aggregates(events: DataFrame, spec: StreamSpec, window: WindowSpec) -
         window: Window length and slide.
 
     Returns:
-        Rows with :data:`GOLD_COLUMNS`: count, mean, min, max, stddev and
+        Rows of ``key``, ``window_start``, ``window_end``, ``metric``, then count, mean,
+        min, max, stddev and
         approximate p50/p95 of each numeric field.
     """
     slide = f"{window.slide_s or window.size_s} seconds"

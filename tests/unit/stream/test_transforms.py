@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 
 import pytest
 from pyspark.sql import SparkSession
@@ -214,4 +214,3 @@ def test_spark_conf_binds_loopback_and_loads_local_jars(tmp_path) -> None:  # ty
     assert conf["a.b"] == "c"
     cluster = spark_conf(settings_for(tmp_path, spark={"master": "spark://h:7077"}), [])
     assert "spark.driver.bindAddress" not in cluster
-    assert UTC  # silence unused import in some linters
