@@ -32,6 +32,7 @@ from pulsecast.errors import ConfigError
 __all__ = [
     "ENV_PREFIX",
     "FieldSpec",
+    "HdfsSettings",
     "IngestSettings",
     "JvmSettings",
     "KafkaSettings",
@@ -42,6 +43,7 @@ __all__ = [
     "Settings",
     "SimulatorSettings",
     "SparkSettings",
+    "SparkStandaloneSettings",
     "StreamJobSettings",
     "StreamSpec",
     "WindowSpec",
@@ -325,6 +327,9 @@ class StreamJobSettings(_Section):
     idle_timeout_s: float = Field(
         10.0, gt=0, description="Quiet time after which open windows are closed."
     )
+    max_restarts: int = Field(
+        5, ge=0, description="Restarts of a failed query, with no batch done in between."
+    )
     windows: list[WindowSpec] = Field(default_factory=_default_windows)
     checkpoint_uri: str | None = Field(
         None, description="Checkpoints' root URI; default <data_dir>/checkpoints."
@@ -337,6 +342,82 @@ class LakeSettings(_Section):
     uri: str | None = Field(
         None, description="Lake root: file:///..., hdfs://..., s3a://...; default <data_dir>/lake."
     )
+    vacuum_retain_hours: int = Field(
+        168,
+        ge=0,
+        description="`pulsecast lake vacuum` deletes files a table stopped using more than this "
+        "many hours ago (Delta's default, 7 days); below a table's "
+        "delta.deletedFileRetentionDuration only with --force "
+        "(PULSECAST_LAKE__VACUUM_RETAIN_HOURS).",
+    )
+
+
+class HdfsSettings(_Section):
+    """The local HDFS of ``pulsecast up --with hdfs``: one NameNode and one DataNode.
+
+    To keep the lake there, set ``lake.uri`` to :attr:`lake_uri` and
+    ``stream.checkpoint_uri`` to :attr:`checkpoint_uri`.
+    """
+
+    host: str = Field("127.0.0.1", description="Address the NameNode and DataNode bind to.")
+    namenode_port: int = Field(
+        8020, ge=1, le=65535, description="NameNode RPC port: the port of hdfs:// URIs."
+    )
+    namenode_http_port: int = Field(
+        9870, ge=1, le=65535, description="NameNode web UI, JMX and WebHDFS."
+    )
+    datanode_port: int = Field(9866, ge=1, le=65535, description="DataNode data transfer port.")
+    datanode_http_port: int = Field(9864, ge=1, le=65535, description="DataNode web UI port.")
+    datanode_ipc_port: int = Field(9867, ge=1, le=65535, description="DataNode IPC port.")
+    replication: int = Field(
+        1, ge=1, description="Replicas of each block (one DataNode: 1), also asked by Spark."
+    )
+    heap_mb: int = Field(256, ge=128, description="JVM heap of each daemon, MiB.")
+    start_timeout_s: float = Field(
+        120.0, gt=0, description="How long `up` waits until HDFS accepts writes."
+    )
+
+    @property
+    def uri(self) -> str:
+        """The file system's URI (``hdfs://127.0.0.1:8020``)."""
+        return f"hdfs://{self.host}:{self.namenode_port}"
+
+    @property
+    def lake_uri(self) -> str:
+        """A lake root on this HDFS, the value to give ``lake.uri``."""
+        return f"{self.uri}/pulsecast/lake"
+
+    @property
+    def checkpoint_uri(self) -> str:
+        """A checkpoint root on this HDFS, the value to give ``stream.checkpoint_uri``."""
+        return f"{self.uri}/pulsecast/checkpoints"
+
+    def serves(self, uri: str) -> bool:
+        """Whether ``uri`` is a path on this HDFS."""
+        return uri == self.uri or uri.startswith(self.uri + "/")
+
+
+class SparkStandaloneSettings(_Section):
+    """The local Spark standalone cluster of ``pulsecast up --with spark``: a master and a worker.
+
+    To run the job there, set ``spark.master`` to :attr:`master_url`.
+    """
+
+    host: str = Field("127.0.0.1", description="Address the master and the worker bind to.")
+    master_port: int = Field(7077, ge=1, le=65535, description="Master port (spark:// URLs).")
+    master_webui_port: int = Field(8180, ge=1, le=65535, description="Master web UI port.")
+    worker_webui_port: int = Field(8181, ge=1, le=65535, description="Worker web UI port.")
+    worker_cores: int = Field(2, ge=1, description="Cores the worker offers to executors.")
+    worker_memory: str = Field("2g", description="Memory the worker offers to executors.")
+    heap_mb: int = Field(512, ge=128, description="JVM heap of the master and of the worker, MiB.")
+    start_timeout_s: float = Field(
+        90.0, gt=0, description="How long `up` waits until the worker has registered."
+    )
+
+    @property
+    def master_url(self) -> str:
+        """The value to give ``spark.master`` (``spark://127.0.0.1:7077``)."""
+        return f"spark://{self.host}:{self.master_port}"
 
 
 class Settings(BaseSettings):
@@ -359,6 +440,8 @@ class Settings(BaseSettings):
     spark: SparkSettings = SparkSettings()
     stream: StreamJobSettings = StreamJobSettings()
     lake: LakeSettings = LakeSettings()
+    hdfs: HdfsSettings = HdfsSettings()
+    spark_standalone: SparkStandaloneSettings = SparkStandaloneSettings()
     streams: dict[str, StreamSpec] = Field(default_factory=default_streams)
     config_file: Path | None = Field(
         None, description="The TOML file these settings were read from (set by load_settings)."

@@ -104,14 +104,15 @@ def stream_factory(stack: Stack, stack_settings: Settings) -> Iterator[StreamFac
     admin.delete(created)
 
 
-@pytest.fixture(scope="session")
-def spark(stack_settings: Settings):  # type: ignore[no-untyped-def]
-    """One SparkSession for the whole suite (local, small)."""
-    from pulsecast.stream.session import spark_session
+def small_spark(settings: Settings) -> Settings:
+    """``settings`` with the suite's SparkSession options (local, small).
 
-    settings = stack_settings.model_copy(
+    Code under test that calls ``spark_session`` with these gets the suite's
+    session back unchanged.
+    """
+    return settings.model_copy(
         update={
-            "spark": stack_settings.spark.model_copy(
+            "spark": settings.spark.model_copy(
                 update={
                     "master": "local[2]",
                     "shuffle_partitions": 2,
@@ -123,7 +124,14 @@ def spark(stack_settings: Settings):  # type: ignore[no-untyped-def]
             )
         }
     )
-    return spark_session(settings, app_name="pulsecast-it")
+
+
+@pytest.fixture(scope="session")
+def spark(stack_settings: Settings):  # type: ignore[no-untyped-def]
+    """One SparkSession for the whole suite (local, small)."""
+    from pulsecast.stream.session import spark_session
+
+    return spark_session(small_spark(stack_settings), app_name="pulsecast-it")
 
 
 def job_settings(settings: Settings, root: Path, **stream: object) -> Settings:
@@ -141,3 +149,43 @@ def job_settings(settings: Settings, root: Path, **stream: object) -> Settings:
             "stream": settings.stream.model_copy(update=job),
         }
     )
+
+
+def job_config(
+    stack_settings: Settings,
+    settings: Settings,
+    stream: str,
+    path: Path,
+    *,
+    spark_master: str = "local[2]",
+) -> Path:
+    """The stack's config file plus this test's stream, lake, checkpoints, cadence and master."""
+    assert stack_settings.config_file is not None
+    lines = [stack_settings.config_file.read_text()]
+    lines += [
+        "[lake]",
+        f'uri = "{settings.lake_uri}"',
+        "[stream]",
+        "trigger_interval_s = 1.0",
+        "idle_timeout_s = 4.0",
+        "max_offsets_per_trigger = 2000",
+        "allowed_lateness_s = 86400",
+        f'checkpoint_uri = "{settings.checkpoint_uri}"',
+        "[spark]",
+        f'master = "{spark_master}"',
+        "shuffle_partitions = 2",
+        "[spark.conf]",
+        '"spark.ui.showConsoleProgress" = "false"',
+        '"spark.databricks.delta.snapshotPartitions" = "2"',
+        f"[streams.{stream}]",
+        'key_field = "entity_id"',
+    ]
+    for name, field in settings.streams[stream].fields.items():
+        lines.append(f"[streams.{stream}.fields.{name}]")
+        lines.append(f'type = "{field.type}"')
+        if field.min is not None:
+            lines.append(f"min = {field.min}")
+        if field.max is not None:
+            lines.append(f"max = {field.max}")
+    path.write_text("\n".join(lines) + "\n")
+    return path

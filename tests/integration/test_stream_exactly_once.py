@@ -18,42 +18,9 @@ from pulsecast.config import Settings
 from pulsecast.sources.produce import simulator_clock
 from pulsecast.sources.simulator import FleetSimulator
 
-from .conftest import StreamFactory, job_settings
+from .conftest import StreamFactory, job_config, job_settings
 
 EVENTS = 12_000
-
-
-def job_config(stack_settings: Settings, settings: Settings, stream: str, path: Path) -> Path:
-    """The stack's config file plus this test's stream, lake, checkpoints and cadence."""
-    assert stack_settings.config_file is not None
-    lines = [stack_settings.config_file.read_text()]
-    lines += [
-        "[lake]",
-        f'uri = "{settings.lake_uri}"',
-        "[stream]",
-        "trigger_interval_s = 1.0",
-        "idle_timeout_s = 4.0",
-        "max_offsets_per_trigger = 2000",
-        "allowed_lateness_s = 86400",
-        f'checkpoint_uri = "{settings.checkpoint_uri}"',
-        "[spark]",
-        'master = "local[2]"',
-        "shuffle_partitions = 2",
-        "[spark.conf]",
-        '"spark.ui.showConsoleProgress" = "false"',
-        '"spark.databricks.delta.snapshotPartitions" = "2"',
-        f"[streams.{stream}]",
-        'key_field = "entity_id"',
-    ]
-    for name, field in settings.streams[stream].fields.items():
-        lines.append(f"[streams.{stream}.fields.{name}]")
-        lines.append(f'type = "{field.type}"')
-        if field.min is not None:
-            lines.append(f"min = {field.min}")
-        if field.max is not None:
-            lines.append(f"max = {field.max}")
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 def silver_batches(settings: Settings, stream: str) -> tuple[int, int]:

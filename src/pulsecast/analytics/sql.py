@@ -4,12 +4,14 @@ Every Delta table of every configured stream is visible under its SQL name
 (``bronze_<stream>``, ``silver_<stream>``, ``gold_<stream>_<window>``, see
 :mod:`pulsecast.lake.tables`); tables not created yet are simply absent. DuckDB
 reads Delta through the ``deltalake`` package (delta-rs) as Arrow datasets, so
-filters are pushed down to the Parquet files.
+filters are pushed down to the Parquet files; it reads ``hdfs://`` lakes with
+its own HDFS client (no JVM).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -46,6 +48,13 @@ def lake_tables(settings: Settings) -> dict[str, str]:
     return names
 
 
+def _one_line(exc: Exception) -> str:
+    """delta-rs's nested, colored error report as one plain line."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    parts = [p.strip().lstrip("↳").strip() for p in text.splitlines()]
+    return ": ".join(p for p in parts if p)
+
+
 def _duckdb(settings: Settings, query: str) -> QueryResult:
     import duckdb
     from deltalake import DeltaTable
@@ -57,6 +66,9 @@ def _duckdb(settings: Settings, query: str) -> QueryResult:
             dataset = DeltaTable(uri).to_pyarrow_dataset()
         except TableNotFoundError:
             continue
+        except OSError as exc:  # the lake's storage does not answer (HDFS down...)
+            msg = f"cannot read {name} at {uri}: {_one_line(exc)}"
+            raise QueryError(msg) from exc
         con.register(name, dataset)
     try:
         cursor = con.execute(query)

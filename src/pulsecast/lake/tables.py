@@ -9,7 +9,15 @@ and ``<root>/gold/<stream>_<window>``. SQL names follow the same pattern:
 - silver: validated, typed, one row per event id, partitioned by ``event_date``
   and ``event_hour``;
 - gold: windowed aggregates per key, window and metric, partitioned by
-  ``window_date``.
+  ``window_date`` and ``window_hour`` (the job merges recomputed windows into
+  the current hour's files, so a merge rewrites an hour of gold, not a day);
+- panes: the job's state, ``<root>/state/<stream>_panes``: mergeable partial
+  aggregates (count, mean, m2, min, max, quantile sketch) per key, metric and
+  pane, appended by every micro-batch and merged into gold's windows;
+  partitioned by ``pane_date``.
+
+``pulsecast lake optimize`` clusters silver by :data:`SILVER_ZORDER`; the
+choices are explained in docs/lake.md.
 """
 
 from __future__ import annotations
@@ -18,11 +26,22 @@ from dataclasses import dataclass
 
 from pulsecast.config import Settings
 
-__all__ = ["BRONZE_PARTITIONS", "GOLD_PARTITIONS", "SILVER_PARTITIONS", "LakeTables"]
+__all__ = [
+    "BRONZE_PARTITIONS",
+    "GOLD_PARTITIONS",
+    "PANE_PARTITIONS",
+    "SILVER_PARTITIONS",
+    "SILVER_ZORDER",
+    "LakeTables",
+]
 
 BRONZE_PARTITIONS = ("ingest_date",)
 SILVER_PARTITIONS = ("event_date", "event_hour")
-GOLD_PARTITIONS = ("window_date",)
+GOLD_PARTITIONS = ("window_date", "window_hour")
+PANE_PARTITIONS = ("pane_date",)
+# Silver's files are clustered (Z-ordered) by key within each partition, so the
+# min/max statistics of ``key`` let a query for one entity skip most files.
+SILVER_ZORDER = ("key",)
 
 
 @dataclass(frozen=True)
@@ -48,9 +67,14 @@ class LakeTables:
         """URI of a stream's gold table for one window (``1m``)."""
         return f"{self.root}/gold/{stream}_{window}"
 
+    def panes(self, stream: str) -> str:
+        """URI of a stream's pane state (partial aggregates gold is made of)."""
+        return f"{self.root}/state/{stream}_panes"
+
     def names(self, stream: str, windows: list[str]) -> dict[str, str]:
         """SQL name → URI of every table of ``stream``."""
         tables = {f"bronze_{stream}": self.bronze(stream), f"silver_{stream}": self.silver(stream)}
         for window in windows:
             tables[f"gold_{stream}_{window}"] = self.gold(stream, window)
+        tables[f"panes_{stream}"] = self.panes(stream)
         return tables

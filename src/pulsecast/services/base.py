@@ -251,8 +251,17 @@ class ProcessService(Service):
     pid_file: PidFile
     stop_timeout_s: float = 30.0
 
-    def _spawn(self, cmd: list[str], ready: Callable[[], bool], *, timeout_s: float) -> int:
+    def _spawn(
+        self,
+        cmd: list[str],
+        ready: Callable[[], bool],
+        *,
+        timeout_s: float,
+        env: dict[str, str] | None = None,
+    ) -> int:
         """Start ``cmd`` detached, its output appended to the log, and wait until ``ready``.
+
+        ``env`` adds to (or overrides) this process's environment for the child.
 
         Returns:
             The process id.
@@ -268,6 +277,7 @@ class ProcessService(Service):
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # outlives the command that started it
+                env={**os.environ, **env} if env else None,
             )
         self.pid_file.write(proc.pid)
 
@@ -289,3 +299,54 @@ class ProcessService(Service):
         stop_process(pid, timeout_s=self.stop_timeout_s)
         self.pid_file.remove()
         return True
+
+
+class Daemon(ProcessService):
+    """One process of a server made of several (HDFS's NameNode, Spark's master).
+
+    The owning :class:`Service` starts its daemons and waits until they work
+    together; each daemon only launches its process and keeps its PID file.
+
+    Args:
+        settings: The platform's settings.
+        name: Its name in PID and log file names (``hdfs-namenode``).
+        command: Builds its command line (called at each start).
+        marker: Arguments of that command line that make it ours (unique to
+            this data directory), checked against a PID found in the PID file.
+        env: Variables added to its environment.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        name: str,
+        command: Callable[[], list[str]],
+        *,
+        marker: tuple[str, ...],
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.name = name  # before the base class derives the log file from it
+        super().__init__(settings)
+        self.command = command
+        self.env = dict(env or {})
+        self.pid_file = PidFile(self.run_dir / f"{name}.pid", marker=marker)
+
+    @property
+    def managed(self) -> bool:
+        return True
+
+    @property
+    def pid(self) -> int | None:
+        """The daemon's PID while it runs."""
+        return self.pid_file.read()
+
+    def start(self) -> ServiceStatus:
+        """Launch the process and return at once (the owning service waits for readiness)."""
+        self._spawn(self.command(), lambda: True, timeout_s=1, env=self.env)
+        return self.status()
+
+    def status(self) -> ServiceStatus:
+        pid = self.pid
+        return ServiceStatus(
+            name=self.name, running=pid is not None, pid=pid, log_file=str(self.log_file)
+        )

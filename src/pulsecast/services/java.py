@@ -1,10 +1,10 @@
 """Java and the JVM artifacts that jvm/pom.xml declares.
 
-Each Maven profile of the pom is one runtime classpath (``kafka`` today). They
-are resolved once from Maven Central into a per-user cache keyed by the pom's
-content, so every checkout and every test run reuses them, and a changed pom
-resolves again. ``pulsecast setup`` resolves them all; launchers resolve what
-they need on first use.
+Each Maven profile of the pom is one runtime classpath (``kafka``, ``spark``,
+``hadoop``). They are resolved once from Maven Central into a per-user cache
+keyed by the pom's content, so every checkout and every test run reuses them,
+and a changed pom resolves again. ``pulsecast setup`` resolves them all;
+launchers resolve what they need on first use.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ __all__ = ["PROFILES", "artifacts_dir", "classpath", "find_java", "java_version"
 log = logging.getLogger(__name__)
 
 #: Classpaths declared as profiles in jvm/pom.xml.
-PROFILES = ("kafka", "spark")
+PROFILES = ("kafka", "spark", "hadoop")
 MIN_JAVA = 17
 _INSTALL_HINT = "install Java 17 or newer (Debian: apt-get install openjdk-17-jre-headless)"
 

@@ -2,7 +2,8 @@
 
 ``up`` starts Kafka, then PostgreSQL, creates the configured streams' topics,
 then starts the HTTP ingest; ``down`` stops them in reverse. Optional servers
-(``--with``) join later issues' stacks (HDFS, Prometheus).
+join when asked for (``up --with hdfs,spark``); ``down`` stops them too, and
+``status`` lists them while they run.
 """
 
 from __future__ import annotations
@@ -14,16 +15,21 @@ from pulsecast.bus.admin import TopicAdmin
 from pulsecast.config import Settings
 from pulsecast.services.base import Service, ServiceStatus
 from pulsecast.services.errors import ServiceError
+from pulsecast.services.hdfs import HdfsService
 from pulsecast.services.ingest import IngestService
 from pulsecast.services.kafka import KafkaService
 from pulsecast.services.postgres import PostgresService
+from pulsecast.services.spark import SparkStandaloneService
 
 __all__ = ["OPTIONAL_SERVICES", "Stack"]
 
 log = logging.getLogger(__name__)
 
-#: Servers started only when asked for with ``--with`` (none yet).
-OPTIONAL_SERVICES: dict[str, type[Service]] = {}
+#: Servers started only when asked for with ``--with``.
+OPTIONAL_SERVICES: dict[str, type[Service]] = {
+    "hdfs": HdfsService,
+    "spark": SparkStandaloneService,
+}
 
 Progress = Callable[[str], None]
 
@@ -92,5 +98,6 @@ class Stack:
         return [cls(self.settings) for cls in OPTIONAL_SERVICES.values() if cls not in chosen]
 
     def status(self) -> list[ServiceStatus]:
-        """Every server's status, without changing anything."""
-        return [s.status() for s in [*self.services, *self._stray_optional()]]
+        """Every server's status (optional ones not asked for: while running), unchanged."""
+        strays = [s.status() for s in self._stray_optional()]
+        return [s.status() for s in self.services] + [s for s in strays if s.pid is not None]

@@ -8,28 +8,35 @@ each micro-batch to :class:`BatchWriter`, which in order:
 2. parses and validates it in bulk (:func:`~pulsecast.stream.transforms.parse_events`),
    marks as ``late`` the valid events older than the watermark, and sends every
    invalid or late record to ``<stream>.dlq`` with its reason;
-3. merges the valid events into **silver**, inserting only event ids not there
-   yet (dedup within the lateness horizon; replaying a batch inserts nothing);
-4. recomputes from silver every **gold** window the batch touched and merges
-   the results (late-but-allowed events update their window; replays rewrite
-   the same values);
-5. upserts those windows into the **warehouse** (``INSERT ... ON CONFLICT``).
+3. appends to **silver** the valid events no earlier batch wrote (dedup by event
+   id within the batch's event-time span; idempotent per batch id);
+4. aggregates those events into **panes** (epoch-aligned spans of event time
+   that divide every window) as mergeable partials — count, mean, m2, min, max
+   and a KLL quantile sketch — and appends them to the stream's pane state
+   (idempotent per batch id);
+5. merges, for every window the batch touched, all partials of its panes into
+   the window's aggregates and upserts them into **gold** (a Delta MERGE
+   bounded to the touched hours), so late-but-allowed events update their
+   window without rereading silver;
+6. upserts those windows into the **warehouse** (``INSERT ... ON CONFLICT``).
 
 Every sink is idempotent per batch, and Spark's checkpoint replays an
-unfinished batch after a crash, so silver holds each valid event once and the
-warehouse equals a batch recomputation from silver. The watermark a batch uses
+unfinished batch after a crash, so silver holds each valid event once and gold
+and the warehouse equal an aggregation of silver. The watermark a batch uses
 is the newest event time in silver from earlier batches minus the allowed
 lateness; it is recomputed from silver on restart, so a replayed batch judges
-lateness as the first run did. When a stream goes quiet for
-``stream.idle_timeout_s`` its open windows are marked final.
+lateness as the first run did. Windows that end before the watermark are
+marked final (only when it crosses a pane boundary); when a stream goes quiet
+for ``stream.idle_timeout_s`` its open windows are marked final too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -40,14 +47,22 @@ from pyspark.sql import functions as F
 from pulsecast.bus.topics import topic_name
 from pulsecast.config import Settings, StreamSpec, WindowSpec
 from pulsecast.events.errors import UnknownStreamError
-from pulsecast.lake.tables import BRONZE_PARTITIONS, GOLD_PARTITIONS, SILVER_PARTITIONS, LakeTables
+from pulsecast.lake.tables import (
+    BRONZE_PARTITIONS,
+    GOLD_PARTITIONS,
+    PANE_PARTITIONS,
+    SILVER_PARTITIONS,
+    LakeTables,
+)
 from pulsecast.stream.errors import StreamJobError
 from pulsecast.stream.transforms import (
     bronze_rows,
     dead_letter_rows,
+    pane_partials,
+    pane_seconds,
     parse_events,
     silver_rows,
-    window_aggregates,
+    windows_from_panes,
 )
 from pulsecast.warehouse.schema import WAREHOUSE_COLUMNS, Warehouse
 
@@ -55,23 +70,43 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
     from pyspark.sql.streaming.query import StreamingQuery
 
-__all__ = ["BatchWriter", "JobStats", "StreamJob"]
+__all__ = ["BatchTimes", "BatchWriter", "JobStats", "StreamJob"]
 
 log = logging.getLogger(__name__)
+
+_EPOCH = datetime(1970, 1, 1)
+
+
+@dataclass(frozen=True)
+class BatchTimes:
+    """When one micro-batch's results became visible (wall clock, seconds since the epoch)."""
+
+    batch_id: int
+    records: int
+    started_at: float
+    gold_at: float
+    warehouse_at: float
+
+    @property
+    def duration_s(self) -> float:
+        """The batch's processing time."""
+        return self.warehouse_at - self.started_at
 
 
 @dataclass
 class JobStats:
-    """Running totals of one stream's job."""
+    """Running totals of one stream's job, and the timing of its latest batches."""
 
     batches: int = 0
     records: int = 0
     valid: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     gold_rows: int = 0
+    restarts: int = 0
     last_data_at: float = field(default_factory=time.monotonic)
     last_batch_s: float = 0.0
     open_windows: bool = False
+    recent: deque[BatchTimes] = field(default_factory=lambda: deque(maxlen=10_000))
 
     def as_dict(self) -> dict[str, Any]:
         """Plain values for JSON output."""
@@ -81,6 +116,7 @@ class JobStats:
             "valid": self.valid,
             "rejected": dict(self.rejected),
             "gold_rows": self.gold_rows,
+            "restarts": self.restarts,
         }
 
 
@@ -109,11 +145,13 @@ class BatchWriter:
         self.tables = LakeTables.from_settings(settings)
         self.warehouse = warehouse
         self.windows: list[WindowSpec] = list(settings.stream.windows)
+        self.pane_s = pane_seconds(self.windows)
         self.lateness = timedelta(seconds=settings.stream.allowed_lateness_s)
         self.stats = JobStats()
         self.lock = threading.Lock()
         self._max_event_time: datetime | None = None
         self._max_known_before: int | None = None  # batch id the max is valid for
+        self._finalized_before: datetime | None = None  # windows ending by then are final
 
     # -- tables ------------------------------------------------------------------------------
 
@@ -126,18 +164,15 @@ class BatchWriter:
             "key binary, value binary, topic string, partition int, offset long, "
             "timestamp timestamp, timestampType int",
         )
+        silver = silver_rows(parse_events(empty, self.stream, self.spec), self.spec, 0)
+        panes = pane_partials(silver, self.spec, self.pane_s, 0)
         targets = [
             (self.tables.bronze(self.stream), bronze_rows(empty), BRONZE_PARTITIONS),
-            (
-                self.tables.silver(self.stream),
-                silver_rows(parse_events(empty, self.stream, self.spec), self.spec, 0),
-                SILVER_PARTITIONS,
-            ),
+            (self.tables.silver(self.stream), silver, SILVER_PARTITIONS),
+            (self.tables.panes(self.stream), panes, PANE_PARTITIONS),
         ]
         for window in self.windows:
-            gold = self._gold_shape(
-                window_aggregates(targets[1][1], self.spec, window), window, final=False
-            )
+            gold = self._gold_shape(windows_from_panes(panes, window), window, None)
             targets.append((self.tables.gold(self.stream, window.name), gold, GOLD_PARTITIONS))
         for uri, frame, partitions in targets:
             if not DeltaTable.isDeltaTable(self.spark, uri):
@@ -146,12 +181,18 @@ class BatchWriter:
                 )
 
     @staticmethod
-    def _gold_shape(aggregates: DataFrame, window: WindowSpec, *, final: Any) -> DataFrame:
+    def _gold_shape(
+        aggregates: DataFrame, window: WindowSpec, final_before: datetime | None
+    ) -> DataFrame:
+        final = (
+            F.col("window_end") <= F.lit(final_before) if final_before is not None else F.lit(False)
+        )
         return aggregates.select(
             "*",
             F.lit(window.name).alias("window_name"),
-            (final if not isinstance(final, bool) else F.lit(final)).alias("is_final"),
+            final.alias("is_final"),
             F.to_date("window_start").alias("window_date"),
+            F.hour("window_start").alias("window_hour"),
         )
 
     # -- the watermark -------------------------------------------------------------------------
@@ -176,9 +217,10 @@ class BatchWriter:
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         """Process one micro-batch (called by Spark; see the module's description)."""
         started = time.monotonic()
+        started_at = time.time()
         with self.lock:
             batch = batch.persist()
-            parsed = None
+            cached: list[DataFrame] = [batch]
             try:
                 records = batch.count()
                 if records == 0:
@@ -189,27 +231,42 @@ class BatchWriter:
                 watermark = self.watermark(batch_id)
                 parsed = self._judge(parse_events(batch, self.stream, self.spec), watermark)
                 parsed = parsed.persist()
-                counts = {
-                    r["reason"]: r["count"] for r in parsed.groupBy("reason").count().collect()
-                }
+                cached.append(parsed)
+                # One pass: counts per reason and the valid events' time span.
+                summary = (
+                    parsed.groupBy("reason")
+                    .agg(F.count(F.lit(1)), F.min("event_time"), F.max("event_time"))
+                    .collect()
+                )
+                counts = {r[0]: r[1] for r in summary}
                 valid_count = counts.pop(None, 0)
                 marks.append(("parse", time.monotonic()))
                 if counts:
                     self._dead_letters(parsed.where(F.col("reason").isNotNull()))
                     marks.append(("dlq", time.monotonic()))
-                valid = parsed.where(F.col("reason").isNull())
                 if valid_count:
-                    row = valid.agg(F.min("event_time"), F.max("event_time")).first()
-                    assert row is not None  # noqa: S101 (an aggregate has one row)
-                    oldest: datetime = row[0]
-                    newest: datetime = row[1]
-                    self._silver(valid, batch_id, oldest)
+                    oldest, newest = next((r[2], r[3]) for r in summary if r[0] is None)
+                    valid = parsed.where(F.col("reason").isNull())
+                    fresh = self._silver(valid, batch_id, oldest, newest)
+                    cached.append(fresh)
                     marks.append(("silver", time.monotonic()))
                     if self._max_event_time is None or newest > self._max_event_time:
                         self._max_event_time = newest
-                    self.stats.gold_rows += self._gold(valid, oldest, newest)
-                    marks.append(("gold+warehouse", time.monotonic()))
+                    gold = self._gold(fresh, batch_id)
+                    marks.append(("gold", time.monotonic()))
+                    gold_at = time.time()
+                    if self.warehouse is not None:
+                        self.warehouse.upsert_gold(gold)
+                        marks.append(("warehouse", time.monotonic()))
+                    self.stats.gold_rows += len(gold)
+                else:
+                    gold_at = time.time()
                 self._max_known_before = batch_id + 1
+                self._finalize()
+                marks.append(("final", time.monotonic()))
+                self.stats.recent.append(
+                    BatchTimes(batch_id, records, started_at, gold_at, time.time())
+                )
                 self.stats.batches += 1
                 self.stats.records += records
                 self.stats.valid += valid_count
@@ -218,7 +275,7 @@ class BatchWriter:
                 self.stats.open_windows = self.stats.open_windows or valid_count > 0
                 self.stats.last_batch_s = time.monotonic() - started
                 steps = ", ".join(
-                    f"{name} {end - begin:.1f}"
+                    f"{name} {end - begin:.2f}"
                     for (name, end), (_, begin) in zip(
                         marks, [("", started), *marks[:-1]], strict=True
                     )
@@ -233,10 +290,13 @@ class BatchWriter:
                     self.stats.last_batch_s,
                     steps,
                 )
+            except Exception:
+                # The batch will be replayed: judge it by silver as the first run did.
+                self._max_known_before = None
+                raise
             finally:
-                if parsed is not None:
-                    parsed.unpersist()
-                batch.unpersist()
+                for frame in reversed(cached):
+                    frame.unpersist()
 
     def _bronze(self, batch: DataFrame, batch_id: int) -> None:
         (
@@ -269,102 +329,162 @@ class BatchWriter:
             .save()
         )
 
-    def _silver(self, valid: DataFrame, batch_id: int, oldest: datetime) -> None:
-        """Append the batch's events whose ids silver does not hold yet.
+    def _silver(
+        self, valid: DataFrame, batch_id: int, oldest: datetime, newest: datetime
+    ) -> DataFrame:
+        """Append the batch's events that no earlier batch wrote; returns them (persisted).
 
-        Only silver rows at or after the batch's oldest event can clash, and
-        Delta's file statistics skip the others. The append is idempotent per
-        batch id (a replay of a committed batch writes nothing).
+        Only silver rows of earlier batches within the batch's event-time span
+        can clash, and Delta's file statistics skip the others. Judging against
+        earlier batches only makes a replayed batch select the same events;
+        the append itself is idempotent per batch id.
         """
         uri = self.tables.silver(self.stream)
         seen = (
             self.spark.read.format("delta")
             .load(uri)
             .where(
-                (F.col("event_date") >= F.lit(oldest.date()))
-                & (F.col("event_time") >= F.lit(oldest))
+                F.col("event_date").between(F.lit(oldest.date()), F.lit(newest.date()))
+                & F.col("event_time").between(F.lit(oldest), F.lit(newest))
+                & (F.col("batch_id") < batch_id)
             )
             .select("event_id")
         )
+        fresh = (
+            silver_rows(valid, self.spec, batch_id).join(seen, "event_id", "left_anti").persist()
+        )
         (
-            silver_rows(valid, self.spec, batch_id)
-            .join(seen, "event_id", "left_anti")
-            .write.format("delta")
+            fresh.write.format("delta")
             .mode("append")
             .option("txnAppId", f"pulsecast-silver-{self.stream}")
             .option("txnVersion", batch_id)
             .save(uri)
         )
+        return fresh
 
-    def _gold(self, valid: DataFrame, lo: datetime, hi: datetime) -> int:
-        """Recompute and merge every window the batch touched; returns the gold rows written."""
+    def _gold(self, fresh: DataFrame, batch_id: int) -> list[tuple[Any, ...]]:
+        """Append the batch's pane partials, then remerge every window they touch.
+
+        Returns the gold rows written (over all windows) as warehouse rows.
+        """
         from delta.tables import DeltaTable
 
-        final_before = (
-            self._max_event_time - self.lateness if self._max_event_time is not None else None
-        )
-        silver = self.spark.read.format("delta").load(self.tables.silver(self.stream))
-        keys = valid.select("key").distinct()
-        written = 0
-        warehouse_rows: list[tuple[Any, ...]] = []
-        for window in self.windows:
-            size = timedelta(seconds=window.size_s)
-            start, end = lo - size, hi + size
-            touched = valid.select(
-                "key",
-                F.window(
-                    "event_time",
-                    f"{window.size_s} seconds",
-                    f"{window.slide_s or window.size_s} seconds",
-                ).start.alias("window_start"),
-            ).distinct()
-            slice_ = silver.where(
-                (F.col("event_date") >= F.lit(start.date()))
-                & (F.col("event_date") <= F.lit(end.date()))
-                & (F.col("event_time") >= F.lit(start))
-                & (F.col("event_time") < F.lit(end))
-            ).join(keys, "key", "left_semi")
-            aggregates = window_aggregates(slice_, self.spec, window).join(
-                touched, ["key", "window_start"], "left_semi"
+        partials = pane_partials(fresh, self.spec, self.pane_s, batch_id).persist()
+        cached = [partials]
+        try:
+            (
+                partials.write.format("delta")
+                .mode("append")
+                .option("txnAppId", f"pulsecast-panes-{self.stream}")
+                .option("txnVersion", batch_id)
+                .save(self.tables.panes(self.stream))
             )
-            final = (
-                F.col("window_end") <= F.lit(final_before)
-                if final_before is not None
-                else F.lit(False)
-            )
-            gold = self._gold_shape(aggregates, window, final=final).persist()
-            try:
-                target = DeltaTable.forPath(self.spark, self.tables.gold(self.stream, window.name))
-                (
-                    target.alias("t")
-                    .merge(
-                        gold.alias("s"),
-                        "t.window_date = s.window_date AND t.key = s.key "
-                        "AND t.window_start = s.window_start AND t.metric = s.metric",
+            span = partials.agg(F.min("pane_start"), F.max("pane_start")).first()
+            if span is None or span[0] is None:
+                return []
+            first: datetime = span[0]
+            last: datetime = span[1]
+            keys = partials.select("key").distinct()
+            # Every pane any touched window holds, read once for all windows.
+            widest = timedelta(seconds=max(w.size_s for w in self.windows))
+            panes = (
+                self.spark.read.format("delta")
+                .load(self.tables.panes(self.stream))
+                .where(
+                    F.col("pane_date").between(
+                        F.lit((first - widest).date()), F.lit((last + widest).date())
                     )
-                    .whenMatchedUpdateAll()
-                    .whenNotMatchedInsertAll()
-                    .execute()
+                    & (F.col("pane_start") > F.lit(first - widest))
+                    & (F.col("pane_start") < F.lit(last + widest))
                 )
-                rows = self._warehouse_tuples(gold)
-                warehouse_rows.extend(rows)
-                written += len(rows)
-            finally:
-                gold.unpersist()
-        if final_before is not None:
-            # Windows the batch did not touch may have closed too: the watermark moved.
+                .join(keys, "key", "left_semi")
+                .persist()
+            )
+            cached.append(panes)
+            final_before = self._final_before()
+            warehouse_rows: list[tuple[Any, ...]] = []
             for window in self.windows:
-                DeltaTable.forPath(self.spark, self.tables.gold(self.stream, window.name)).update(
-                    condition=(F.col("window_date") >= F.lit(final_before.date() - timedelta(1)))
-                    & ~F.col("is_final")
-                    & (F.col("window_end") <= F.lit(final_before)),
-                    set={"is_final": F.lit(True)},
+                size = timedelta(seconds=window.size_s)
+                lo, hi = first - size, last + size
+                slice_ = panes.where(
+                    (F.col("pane_start") > F.lit(lo)) & (F.col("pane_start") < F.lit(hi))
                 )
+                touched = partials.select(
+                    "key",
+                    F.window(
+                        "pane_start",
+                        f"{window.size_s} seconds",
+                        f"{window.slide_s or window.size_s} seconds",
+                    ).start.alias("window_start"),
+                ).distinct()
+                aggregates = windows_from_panes(slice_, window).join(
+                    touched, ["key", "window_start"], "left_semi"
+                )
+                gold = self._gold_shape(aggregates, window, final_before).persist()
+                try:
+                    # Literal bounds on the target let Delta prune it to the touched hours.
+                    t, s = "t.{}".format, "s.{}".format
+                    on = (
+                        F.col(t("window_date")).between(F.lit(lo.date()), F.lit(hi.date()))
+                        & (F.col(t("window_start")) > F.lit(lo))
+                        & (F.col(t("window_start")) < F.lit(hi))
+                    )
+                    for column in ("window_date", "window_hour", "key", "window_start", "metric"):
+                        on = on & (F.col(t(column)) == F.col(s(column)))
+                    target = DeltaTable.forPath(
+                        self.spark, self.tables.gold(self.stream, window.name)
+                    )
+                    (
+                        target.alias("t")
+                        .merge(gold.alias("s"), on)
+                        .whenMatchedUpdateAll()
+                        .whenNotMatchedInsertAll()
+                        .execute()
+                    )
+                    warehouse_rows.extend(self._warehouse_tuples(gold))
+                finally:
+                    gold.unpersist()
+        finally:
+            for frame in reversed(cached):
+                frame.unpersist()
+        return warehouse_rows
+
+    def _final_before(self) -> datetime | None:
+        """Windows ending at or before this instant are final (the watermark)."""
+        if self._max_event_time is None:
+            return None
+        return self._max_event_time - self.lateness
+
+    def _finalize(self) -> None:
+        """Mark final the windows the watermark passed since the last call.
+
+        Window ends are multiples of the pane, so nothing new is final until
+        the watermark crosses a pane boundary: most batches skip the update.
+        """
+        from delta.tables import DeltaTable
+
+        final_before = self._final_before()
+        if final_before is None:
+            return
+        previous = self._finalized_before
+        pane = timedelta(seconds=self.pane_s)
+        if previous is not None and (final_before - _EPOCH) // pane == (previous - _EPOCH) // pane:
+            return
+        for window in self.windows:
+            condition = ~F.col("is_final") & (F.col("window_end") <= F.lit(final_before))
+            if previous is not None:
+                since = previous - timedelta(seconds=window.size_s)
+                condition = (
+                    condition
+                    & (F.col("window_date") >= F.lit(since.date()))
+                    & (F.col("window_end") > F.lit(previous))
+                )
+            DeltaTable.forPath(self.spark, self.tables.gold(self.stream, window.name)).update(
+                condition=condition, set={"is_final": F.lit(True)}
+            )
         if self.warehouse is not None:
-            self.warehouse.upsert_gold(warehouse_rows)
-            if final_before is not None:
-                self.warehouse.finalize(self.stream, before=final_before)
-        return written
+            self.warehouse.finalize(self.stream, before=final_before)
+        self._finalized_before = final_before
 
     def _warehouse_tuples(self, gold: DataFrame) -> list[tuple[Any, ...]]:
         columns = [c for c in WAREHOUSE_COLUMNS if c != "stream"]
@@ -419,43 +539,81 @@ class StreamJob:
             s: BatchWriter(spark, settings, s, warehouse=self.warehouse) for s in self.streams
         }
         self.queries: dict[str, StreamingQuery] = {}
+        self._failures: dict[str, tuple[int, int]] = {}  # failures in a row, batches then
 
     def start(self) -> None:
         """Create tables and the warehouse schema, then start one query per stream."""
         if self.warehouse is not None:
             self.warehouse.migrate()
-        job = self.settings.stream
         for stream, writer in self.writers.items():
             writer.ensure_tables()
-            source = (
-                self.spark.readStream.format("kafka")
-                .option("kafka.bootstrap.servers", self.settings.kafka.bootstrap)
-                .option("subscribe", topic_name(stream, "events"))
-                .option("startingOffsets", job.starting_offsets)
-                .option("maxOffsetsPerTrigger", job.max_offsets_per_trigger)
-                .option("failOnDataLoss", "false")
-                .load()
-            )
-            self.queries[stream] = (
-                source.writeStream.queryName(f"pulsecast-{stream}")
-                .foreachBatch(writer)
-                .option("checkpointLocation", f"{self.settings.checkpoint_uri}/{stream}")
-                .trigger(processingTime=f"{job.trigger_interval_s} seconds")
-                .start()
-            )
+            self._start_query(stream)
             log.info("streaming %s", stream)
 
+    def _start_query(self, stream: str) -> None:
+        job = self.settings.stream
+        source = (
+            self.spark.readStream.format("kafka")
+            .option("kafka.bootstrap.servers", self.settings.kafka.bootstrap)
+            .option("subscribe", topic_name(stream, "events"))
+            .option("startingOffsets", job.starting_offsets)
+            .option("maxOffsetsPerTrigger", job.max_offsets_per_trigger)
+            .option("failOnDataLoss", "false")
+            .load()
+        )
+        self.queries[stream] = (
+            source.writeStream.queryName(f"pulsecast-{stream}")
+            .foreachBatch(self.writers[stream])
+            .option("checkpointLocation", f"{self.settings.checkpoint_uri}/{stream}")
+            .trigger(processingTime=f"{job.trigger_interval_s} seconds")
+            .start()
+        )
+
     def poll(self) -> None:
-        """Raise a failed query's error; close windows of streams that went quiet."""
+        """Restart failed queries from their checkpoints; close windows of quiet streams.
+
+        A query that fails (Kafka unreachable, a storage error) is restarted
+        after a growing pause; its unfinished batch is replayed, and every sink
+        is idempotent per batch. After ``stream.max_restarts`` failures with no
+        batch completed in between, the job gives up.
+
+        Raises:
+            StreamJobError: A query failed more times in a row than allowed.
+        """
         idle_s = self.settings.stream.idle_timeout_s
-        for stream, query in self.queries.items():
+        for stream, query in list(self.queries.items()):
             error = query.exception()
             if error is not None:
-                msg = f"the {stream} query failed: {str(error).splitlines()[0]}"
-                raise StreamJobError(msg)
+                self._restart(stream, str(error).splitlines()[0])
             writer = self.writers[stream]
             if writer.stats.open_windows and time.monotonic() - writer.stats.last_data_at > idle_s:
                 writer.finalize_open_windows()
+
+    def _restart(self, stream: str, error: str) -> None:
+        writer = self.writers[stream]
+        failures, batches = self._failures.get(stream, (0, -1))
+        if writer.stats.batches != batches:
+            failures = 0  # a batch completed since the last failure
+        failures += 1
+        limit = self.settings.stream.max_restarts
+        if failures > limit:
+            msg = f"the {stream} query failed {failures} times in a row: {error}"
+            raise StreamJobError(msg)
+        pause = min(2.0 ** (failures - 1), 30.0)
+        log.warning(
+            "the %s query failed (%s); restarting it from its checkpoint in %.0f s (%d of %d)",
+            stream,
+            error,
+            pause,
+            failures,
+            limit,
+        )
+        self._failures[stream] = (failures, writer.stats.batches)
+        with contextlib.suppress(Exception):
+            self.queries[stream].stop()
+        time.sleep(pause)
+        self._start_query(stream)
+        writer.stats.restarts += 1
 
     def idle(self) -> bool:
         """No stream has had data for the idle timeout, none is busy, none holds open windows."""

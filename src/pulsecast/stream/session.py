@@ -19,9 +19,18 @@ from pulsecast.services.java import find_java, resolve
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-__all__ = ["spark_conf", "spark_session"]
+__all__ = ["on_this_machine", "spark_conf", "spark_session"]
 
 log = logging.getLogger(__name__)
+
+
+def on_this_machine(master: str) -> bool:
+    """Whether ``master`` runs on loopback (``local[*]``, ``spark://127.0.0.1:7077``).
+
+    Then the driver binds to loopback too, so executors reach it there.
+    """
+    host = master.split("://", 1)[-1].split(":", 1)[0]
+    return master.startswith("local") or host in ("127.0.0.1", "localhost")
 
 
 def spark_conf(settings: Settings, jars: list[Path]) -> dict[str, str]:
@@ -45,9 +54,14 @@ def spark_conf(settings: Settings, jars: list[Path]) -> dict[str, str]:
         "spark.speculation": "false",
         "spark.sql.adaptive.enabled": "true",
     }
-    if spark.master.startswith("local"):
+    if on_this_machine(spark.master):
         conf["spark.driver.host"] = "127.0.0.1"
         conf["spark.driver.bindAddress"] = "127.0.0.1"
+    hdfs = settings.hdfs
+    if hdfs.serves(settings.lake_uri) or hdfs.serves(settings.checkpoint_uri):
+        # An HDFS client picks each file's replication: ask the local HDFS (one
+        # DataNode) for its own, not Hadoop's default of 3.
+        conf["spark.hadoop.dfs.replication"] = str(hdfs.replication)
     conf.update(spark.conf)
     return conf
 
@@ -68,7 +82,7 @@ def spark_session(settings: Settings, *, app_name: str = "pulsecast") -> SparkSe
         # pyspark launches its JVM from the environment, not from conf: the one
         # place pulsecast sets variables, and only before that launch.
         os.environ["JAVA_HOME"] = str(java.parent.parent)
-        if settings.spark.master.startswith("local"):
+        if on_this_machine(settings.spark.master):
             os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     builder = SparkSession.builder.appName(app_name)
     for key, value in spark_conf(settings, jars).items():

@@ -16,11 +16,13 @@ fields are taken as their text.
 from __future__ import annotations
 
 from functools import reduce
+from math import gcd
 from typing import TYPE_CHECKING
 
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+from pyspark.sql.window import Window
 
 from pulsecast.config import FieldSpec, StreamSpec, WindowSpec
 
@@ -31,9 +33,11 @@ __all__ = [
     "bronze_rows",
     "dead_letter_rows",
     "numeric_fields",
+    "pane_partials",
+    "pane_seconds",
     "parse_events",
     "silver_rows",
-    "window_aggregates",
+    "windows_from_panes",
 ]
 
 _SPARK_TYPES: dict[str, T.DataType] = {
@@ -308,59 +312,118 @@ def dead_letter_rows(invalid: DataFrame, stream: str, *, source: str = "stream")
     )
 
 
-def window_aggregates(events: DataFrame, spec: StreamSpec, window: WindowSpec) -> DataFrame:
-    """Event-time aggregates per key and window, one row per numeric field (long format).
+def pane_seconds(windows: list[WindowSpec]) -> int:
+    """The pane length: the largest span that divides every window's size and slide."""
+    return reduce(gcd, [w.size_s for w in windows] + [w.slide_s or w.size_s for w in windows])
+
+
+def pane_partials(events: DataFrame, spec: StreamSpec, pane_s: int, batch_id: int) -> DataFrame:
+    """Mergeable partial aggregates of ``events`` per key, pane and numeric field.
+
+    A pane is an epoch-aligned ``pane_s`` span of event time. Each row holds what
+    any window made of panes needs: count, mean and sum of squared deviations
+    (``m2``, merged with Chan's formula), min, max and a KLL quantile sketch.
+    Partials of later batches for the same pane merge with these; nothing is
+    ever recomputed from silver.
 
     Args:
         events: Silver rows (``key``, ``event_time`` and the payload fields).
         spec: The stream's schema (which fields are numeric).
-        window: Window length and slide.
+        pane_s: Pane length, seconds (see :func:`pane_seconds`).
+        batch_id: The micro-batch the partials come from.
 
     Returns:
-        Rows of ``key``, ``window_start``, ``window_end``, ``metric``, then count, mean,
-        min, max, stddev and
-        approximate p50/p95 of each numeric field.
+        Rows of ``key``, ``metric``, ``pane_start``, ``n``, ``mean``, ``m2``,
+        ``min``, ``max``, ``sketch``, ``batch_id``, ``pane_date``.
     """
-    slide = f"{window.slide_s or window.size_s} seconds"
-    win = F.window("event_time", f"{window.size_s} seconds", slide)
     fields = numeric_fields(spec)
     aggs = []
     for name in fields:
         value = F.col(name).cast("double")
         aggs += [
-            F.count(value).alias(f"{name}__count"),
+            F.count(value).alias(f"{name}__n"),
             F.avg(value).alias(f"{name}__mean"),
+            (F.var_pop(value) * F.count(value)).alias(f"{name}__m2"),
             F.min(value).alias(f"{name}__min"),
             F.max(value).alias(f"{name}__max"),
-            F.stddev_samp(value).alias(f"{name}__stddev"),
-            F.percentile_approx(value, [0.5, 0.95], 10000).alias(f"{name}__pct"),
+            F.kll_sketch_agg_double(value).alias(f"{name}__sketch"),
         ]
-    wide = events.groupBy("key", win.alias("w")).agg(*aggs)
+    pane = F.window("event_time", f"{pane_s} seconds").start
+    wide = events.groupBy("key", pane.alias("pane_start")).agg(*aggs)
     per_metric = [
         F.struct(
             F.lit(name).alias("metric"),
-            F.col(f"{name}__count").alias("count"),
-            F.col(f"{name}__mean").alias("mean"),
-            F.col(f"{name}__min").alias("min"),
-            F.col(f"{name}__max").alias("max"),
-            F.col(f"{name}__stddev").alias("stddev"),
-            F.col(f"{name}__pct")[0].alias("p50"),
-            F.col(f"{name}__pct")[1].alias("p95"),
+            *[
+                F.col(f"{name}__{part}").alias(part)
+                for part in ("n", "mean", "m2", "min", "max", "sketch")
+            ],
         )
         for name in fields
     ]
     return (
-        wide.select(
+        wide.select("key", "pane_start", F.explode(F.array(*per_metric)).alias("m"))
+        .where(F.col("m.n") > 0)
+        .select(
             "key",
-            F.col("w.start").alias("window_start"),
-            F.col("w.end").alias("window_end"),
-            F.explode(F.array(*per_metric)).alias("m"),
+            "m.metric",
+            "pane_start",
+            "m.n",
+            "m.mean",
+            "m.m2",
+            "m.min",
+            "m.max",
+            "m.sketch",
+            F.lit(batch_id).cast("long").alias("batch_id"),
+            F.to_date("pane_start").alias("pane_date"),
         )
-        .select("key", "window_start", "window_end", "m.*")
-        .where(F.col("count") > 0)
     )
 
 
-def union_all(frames: list[DataFrame]) -> DataFrame:
-    """Union DataFrames by column name."""
-    return reduce(lambda a, b: a.unionByName(b), frames)
+def windows_from_panes(panes: DataFrame, window: WindowSpec) -> DataFrame:
+    """Merge pane partials into event-time window aggregates, one row per metric.
+
+    Every pane lies wholly inside the windows that contain its start, because
+    windows and panes are epoch-aligned and the pane length divides the
+    window's size and slide.
+
+    Args:
+        panes: Rows of :func:`pane_partials` (any number per pane).
+        window: Window length and slide.
+
+    Returns:
+        Rows of ``key``, ``window_start``, ``window_end``, ``metric``, then count,
+        mean, min, max, sample stddev and approximate p50/p95.
+    """
+    slide = f"{window.slide_s or window.size_s} seconds"
+    win = F.window("pane_start", f"{window.size_s} seconds", slide)
+    placed = panes.select("*", win.alias("w"))
+    group = Window.partitionBy("key", "metric", "w")
+    total = F.sum("n").over(group)
+    # Chan et al.: the window's m2 is each part's m2 plus its mean's deviation.
+    with_mean = placed.select(
+        "*", (F.sum(F.col("n") * F.col("mean")).over(group) / total).alias("w_mean")
+    )
+    merged = with_mean.groupBy("key", "metric", "w").agg(
+        F.sum("n").alias("count"),
+        F.first("w_mean").alias("mean"),
+        F.sum(F.col("m2") + F.col("n") * (F.col("mean") - F.col("w_mean")) ** 2).alias("m2"),
+        F.min("min").alias("min"),
+        F.max("max").alias("max"),
+        F.kll_merge_agg_double("sketch").alias("sketch"),
+    )
+    quantiles = F.kll_sketch_get_quantile_double("sketch", F.array(F.lit(0.5), F.lit(0.95)))
+    return merged.select(
+        "key",
+        F.col("w.start").alias("window_start"),
+        F.col("w.end").alias("window_end"),
+        "metric",
+        "count",
+        "mean",
+        "min",
+        "max",
+        F.when(
+            F.col("count") > 1, F.sqrt(F.greatest(F.col("m2"), F.lit(0.0)) / (F.col("count") - 1))
+        ).alias("stddev"),
+        quantiles[0].alias("p50"),
+        quantiles[1].alias("p95"),
+    )

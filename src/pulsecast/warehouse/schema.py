@@ -258,3 +258,15 @@ class Warehouse:
             changed = conn.execute(query, params).rowcount
             conn.commit()
         return int(changed)
+
+    def delete_stream(self, stream: str) -> int:
+        """Remove every gold row of ``stream`` (a benchmark's own stream, for example).
+
+        Returns:
+            How many rows went.
+        """
+        query = f"DELETE FROM {GOLD_TABLE} WHERE stream = %s"  # noqa: S608 (constant)
+        with self.connect() as conn:
+            deleted = conn.execute(query, (stream,)).rowcount
+            conn.commit()
+        return int(deleted)

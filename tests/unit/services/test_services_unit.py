@@ -100,8 +100,8 @@ def test_kafka_cluster_ids_never_look_like_options() -> None:
 
 
 def test_stack_rejects_unknown_optional_service(settings: Settings) -> None:
-    with pytest.raises(ServiceError, match="unknown optional service 'hdfs'; available: none yet"):
-        Stack(settings, with_=["hdfs"])
+    with pytest.raises(ServiceError, match="unknown optional service 'yarn'; available: hdfs"):
+        Stack(settings, with_=["yarn"])
 
 
 def test_stack_status_when_nothing_runs(settings: Settings) -> None:

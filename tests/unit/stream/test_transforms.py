@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 from datetime import datetime
 
 import pytest
@@ -11,9 +12,11 @@ from pulsecast.stream.session import spark_conf
 from pulsecast.stream.transforms import (
     bronze_rows,
     dead_letter_rows,
+    pane_partials,
+    pane_seconds,
     parse_events,
     silver_rows,
-    window_aggregates,
+    windows_from_panes,
 )
 from pulsecast.testing import settings_for
 
@@ -172,24 +175,29 @@ def test_dead_letters_carry_reason_headers(spark: SparkSession, telemetry) -> No
     assert json.loads(bytes(row["value"]))["payload"]["cpu_util"] == 500.0
 
 
-def test_window_aggregates_match_a_hand_computation(spark: SparkSession, telemetry) -> None:  # type: ignore[no-untyped-def]
-    temps = {"12:00:05": 10.0, "12:00:50": 20.0, "12:01:10": 40.0}
+def _silver(spark: SparkSession, telemetry, readings: dict[str, float]):  # type: ignore[no-untyped-def]
     values = [
-        event(event_id=f"e{i}", event_time=f"2026-05-01T{t}Z", p_temperature_c=v)
-        for i, (t, v) in enumerate(temps.items())
+        event(event_id=f"e{t}", event_time=f"2026-05-01T{t}Z", p_temperature_c=v)
+        for t, v in readings.items()
     ]
-    silver = silver_rows(
+    return silver_rows(
         parse_events(kafka_rows(spark, values), "telemetry", telemetry), telemetry, 0
     )
-    tumbling = window_aggregates(silver, telemetry, WindowSpec(name="1m", size_s=60))
+
+
+def test_windows_from_panes_match_a_hand_computation(spark: SparkSession, telemetry) -> None:  # type: ignore[no-untyped-def]
+    temps = {"12:00:05": 10.0, "12:00:50": 20.0, "12:01:10": 40.0}
+    panes = pane_partials(_silver(spark, telemetry, temps), telemetry, 60, 0)
+    tumbling = windows_from_panes(panes, WindowSpec(name="1m", size_s=60))
     rows = {(r["window_start"].strftime("%H:%M"), r["metric"]): r for r in tumbling.collect()}
     first = rows[("12:00", "temperature_c")]
     assert (first["count"], first["mean"], first["min"], first["max"]) == (2, 15.0, 10.0, 20.0)
     assert first["stddev"] == pytest.approx(7.0710678)
     assert (first["p50"], first["p95"]) == (10.0, 20.0)
     assert rows[("12:01", "temperature_c")]["count"] == 1
+    assert rows[("12:01", "temperature_c")]["stddev"] is None  # one reading has no spread
     assert len(rows) == 2 * 4  # two windows, four numeric metrics
-    sliding = window_aggregates(silver, telemetry, WindowSpec(name="5m", size_s=300, slide_s=60))
+    sliding = windows_from_panes(panes, WindowSpec(name="5m", size_s=300, slide_s=60))
     counts = sorted(
         (r["window_start"].strftime("%H:%M"), r["count"])
         for r in sliding.where("metric = 'temperature_c'").collect()
@@ -204,6 +212,40 @@ def test_window_aggregates_match_a_hand_computation(spark: SparkSession, telemet
     ]
 
 
+def test_partials_of_two_batches_merge_like_one(spark: SparkSession, telemetry) -> None:  # type: ignore[no-untyped-def]
+    readings = {
+        f"12:0{m}:{s:02d}": 50.0 + (s * 7919 % 97) / 3 for m in range(3) for s in range(0, 60, 4)
+    }
+    times = sorted(readings)
+    early = {t: readings[t] for t in times[::2]}
+    late = {t: readings[t] for t in times[1::2]}
+    split = pane_partials(_silver(spark, telemetry, early), telemetry, 60, 0).unionByName(
+        pane_partials(_silver(spark, telemetry, late), telemetry, 60, 1)
+    )
+    assert split.count() == 2 * 3 * 4  # two batches x three panes x four metrics
+    window = WindowSpec(name="5m", size_s=300, slide_s=60)
+    whole = pane_partials(_silver(spark, telemetry, readings), telemetry, 60, 0)
+    columns = ["key", "window_start", "metric", "count", "mean", "min", "max", "stddev", "p50"]
+    merged = windows_from_panes(split, window).select(*columns).orderBy(*columns[:3]).collect()
+    expected = windows_from_panes(whole, window).select(*columns).orderBy(*columns[:3]).collect()
+    assert len(merged) == len(expected) == 7 * 4
+    for got, want in zip(merged, expected, strict=True):
+        assert got[:3] == want[:3]
+        assert got["count"] == want["count"]
+        assert got["mean"] == pytest.approx(want["mean"])
+        assert (got["min"], got["max"], got["p50"]) == (want["min"], want["max"], want["p50"])
+        assert got["stddev"] == pytest.approx(want["stddev"])
+    five = [r for r in expected if r["metric"] == "temperature_c" and r["count"] == 45]
+    assert five and five[0]["stddev"] == pytest.approx(statistics.stdev(readings.values()))
+
+
+def test_pane_length_divides_every_window() -> None:
+    windows = [WindowSpec(name="1m", size_s=60), WindowSpec(name="5m", size_s=300, slide_s=60)]
+    assert pane_seconds(windows) == 60
+    assert pane_seconds([WindowSpec(name="h", size_s=3600, slide_s=900)]) == 900
+    assert pane_seconds([*windows, WindowSpec(name="90s", size_s=90)]) == 30
+
+
 def test_spark_conf_binds_loopback_and_loads_local_jars(tmp_path) -> None:  # type: ignore[no-untyped-def]
     settings = settings_for(tmp_path, spark={"shuffle_partitions": 3, "conf": {"a.b": "c"}})
     conf = spark_conf(settings, [tmp_path / "b.jar", tmp_path / "a.jar"])
@@ -214,3 +256,7 @@ def test_spark_conf_binds_loopback_and_loads_local_jars(tmp_path) -> None:  # ty
     assert conf["a.b"] == "c"
     cluster = spark_conf(settings_for(tmp_path, spark={"master": "spark://h:7077"}), [])
     assert "spark.driver.bindAddress" not in cluster
+    local_cluster = spark_conf(
+        settings_for(tmp_path, spark={"master": "spark://127.0.0.1:7077"}), []
+    )
+    assert local_cluster["spark.driver.bindAddress"] == "127.0.0.1"

@@ -1,0 +1,132 @@
+"""The local HDFS's generated configuration and settings (no servers)."""
+
+from __future__ import annotations
+
+import socket
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from pulsecast.config import Settings, load_settings
+from pulsecast.services.errors import PortInUseError, ServiceError
+from pulsecast.services.hdfs import DATANODE_MAIN, NAMENODE_MAIN, HdfsService, hadoop_xml
+from pulsecast.services.stack import Stack
+from pulsecast.stream.session import spark_conf
+from pulsecast.testing import settings_for
+
+PORTS = {
+    "namenode_port": 18020,
+    "namenode_http_port": 19870,
+    "datanode_port": 19866,
+    "datanode_http_port": 19864,
+    "datanode_ipc_port": 19867,
+}
+
+
+def properties(xml: str) -> dict[str, str]:
+    root = ET.fromstring(xml)  # noqa: S314 (our own output)
+    assert root.tag == "configuration"
+    return {p.findtext("name", ""): p.findtext("value", "") for p in root.iter("property")}
+
+
+def test_hdfs_site_binds_every_port_to_the_host_with_one_replica(tmp_path: Path) -> None:
+    service = HdfsService(settings_for(tmp_path, hdfs=PORTS))
+    site = properties(service.hdfs_site())
+    assert site["dfs.namenode.rpc-address"] == "127.0.0.1:18020"
+    assert site["dfs.namenode.http-address"] == "127.0.0.1:19870"
+    assert site["dfs.datanode.address"] == "127.0.0.1:19866"
+    assert site["dfs.datanode.http.address"] == "127.0.0.1:19864"
+    assert site["dfs.datanode.ipc.address"] == "127.0.0.1:19867"
+    assert site["dfs.replication"] == "1"
+    assert site["dfs.permissions.enabled"] == "true"
+    assert site["dfs.namenode.safemode.extension"] == "0"
+    home = tmp_path.resolve() / "hdfs"
+    assert site["dfs.namenode.name.dir"] == (home / "name").as_uri()
+    assert site["dfs.datanode.data.dir"] == (home / "data").as_uri()
+
+
+def test_core_site_names_the_local_file_system(tmp_path: Path) -> None:
+    core = properties(HdfsService(settings_for(tmp_path, hdfs=PORTS)).core_site())
+    assert core["fs.defaultFS"] == "hdfs://127.0.0.1:18020"
+    assert core["hadoop.tmp.dir"] == str(tmp_path.resolve() / "hdfs" / "tmp")
+
+
+def test_hadoop_xml_escapes_values() -> None:
+    assert properties(hadoop_xml({"a.b": "x<y&z"})) == {"a.b": "x<y&z"}
+
+
+def test_hdfs_settings_give_the_uris_to_configure(tmp_path: Path) -> None:
+    hdfs = settings_for(tmp_path, hdfs={"namenode_port": 18020}).hdfs
+    assert hdfs.uri == "hdfs://127.0.0.1:18020"
+    assert hdfs.lake_uri == "hdfs://127.0.0.1:18020/pulsecast/lake"
+    assert hdfs.checkpoint_uri == "hdfs://127.0.0.1:18020/pulsecast/checkpoints"
+    assert hdfs.serves(hdfs.lake_uri)
+    assert hdfs.serves("hdfs://127.0.0.1:18020")
+    assert not hdfs.serves("hdfs://127.0.0.1:180200/lake")
+    assert not hdfs.serves("hdfs://namenode:8020/lake")
+
+
+def test_hdfs_ports_come_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PULSECAST_HDFS__DATANODE_IPC_PORT", "29867")
+    assert load_settings().hdfs.datanode_ipc_port == 29867
+
+
+def test_spark_asks_the_local_hdfs_for_its_replication(tmp_path: Path) -> None:
+    def conf(**sections: object) -> dict[str, str]:
+        return spark_conf(settings_for(tmp_path, hdfs=PORTS, **sections), [])
+
+    lake = {"uri": "hdfs://127.0.0.1:18020/pulsecast/lake"}
+    assert conf(lake=lake)["spark.hadoop.dfs.replication"] == "1"
+    checkpoints = {"checkpoint_uri": "hdfs://127.0.0.1:18020/cp"}
+    assert conf(stream=checkpoints)["spark.hadoop.dfs.replication"] == "1"
+    assert "spark.hadoop.dfs.replication" not in conf()  # file:// lake
+    other = {"uri": "hdfs://cluster:8020/lake"}  # a real cluster keeps its own default
+    assert "spark.hadoop.dfs.replication" not in conf(lake=other)
+
+
+def test_hdfs_daemons_are_told_apart_by_data_dir(tmp_path: Path) -> None:
+    service = HdfsService(settings_for(tmp_path))
+    marker = f"-Dpulsecast.hdfs.home={tmp_path.resolve() / 'hdfs'}"
+    assert service.namenode.pid_file.markers == (NAMENODE_MAIN, marker)
+    assert service.datanode.pid_file.markers == (DATANODE_MAIN, marker)
+    assert service.namenode.log_file == tmp_path.resolve() / "logs" / "hdfs-namenode.log"
+    assert service.datanode.log_file == tmp_path.resolve() / "logs" / "hdfs-datanode.log"
+
+
+def test_hdfs_status_when_stopped(settings: Settings) -> None:
+    status = HdfsService(settings).status()
+    assert (status.name, status.running, status.pid) == ("hdfs", False, None)
+    assert status.address == "hdfs://127.0.0.1:8020"
+    assert status.extra["lake_uri"] == "hdfs://127.0.0.1:8020/pulsecast/lake"
+    assert not HdfsService(settings).stop()
+
+
+def test_stack_takes_hdfs_as_an_optional_server(settings: Settings) -> None:
+    stack = Stack(settings, with_=["hdfs"])
+    assert [s.name for s in stack.services] == ["kafka", "postgres", "hdfs", "ingest"]
+    assert [s.name for s in stack.status()] == ["kafka", "postgres", "hdfs", "ingest"]
+    # Not asked for and not running: not listed.
+    assert [s.name for s in Stack(settings).status()] == ["kafka", "postgres", "ingest"]
+    with pytest.raises(
+        ServiceError, match=r"^unknown optional service 'yarn'; available: (.*, )?hdfs(,|$)"
+    ):
+        Stack(settings, with_=["yarn"])
+
+
+def test_hdfs_port_taken_is_one_clear_line_before_any_start(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        free = {name: port + 1 + i for i, name in enumerate(PORTS)}
+        service = HdfsService(settings_for(tmp_path, hdfs={**free, "datanode_ipc_port": port}))
+        with pytest.raises(PortInUseError) as info:
+            service.start()
+    assert str(info.value).startswith(
+        f"cannot start hdfs: port {port} (hdfs.datanode_ipc_port) is already in use by "
+    )
+    assert str(info.value).endswith("choose another port with PULSECAST_HDFS__DATANODE_IPC_PORT")
+    assert not (tmp_path / "hdfs").exists()  # nothing written, nothing started
