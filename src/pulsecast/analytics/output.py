@@ -1,4 +1,4 @@
-"""Rendering query results as a text table, JSON lines or CSV."""
+"""Rendering query results as a text table, JSON lines or CSV, and ``--explain`` reports."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+from pulsecast.analytics.explain import Explanation
 from pulsecast.analytics.sql import QueryResult
 
-__all__ = ["render"]
+__all__ = ["human_bytes", "render", "render_explanation"]
 
 
 def _plain(value: Any) -> Any:
@@ -40,3 +41,45 @@ def render(result: QueryResult, fmt: str) -> str:
     line = "  ".join(c.ljust(w) for c, w in zip(result.columns, widths, strict=True))
     body = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in text]
     return "\n".join([line, "  ".join("-" * w for w in widths), *body, f"({len(rows)} rows)"])
+
+
+def human_bytes(size: float) -> str:
+    """``1536`` → ``1.5 KiB``."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(size) < 1024 or unit == "GiB":
+            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
+        size /= 1024
+    raise AssertionError  # pragma: no cover (the loop returns)
+
+
+def render_explanation(explanation: Explanation, fmt: str) -> str:
+    """An ``--explain`` report: per table, what was read of what there is; then the plan."""
+    if fmt == "json":
+        return json.dumps(explanation.as_dict())
+    lines: list[str] = []
+    if explanation.scans:
+        header = ("table", "partitions read", "files read", "size read")
+        cells = [
+            (
+                s.table,
+                f"{s.partitions_read:,} of {s.partitions_total:,}",
+                f"{s.files_read:,} of {s.files_total:,}",
+                f"{human_bytes(s.bytes_read)} of {human_bytes(s.bytes_total)}",
+            )
+            for s in explanation.scans
+        ]
+        widths = [max(len(r[i]) for r in [header, *cells]) for i in range(len(header))]
+        for row in [header, *cells]:
+            lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        for s in explanation.scans:
+            kept, skipped = s.files_after_partition_filters, s.files_after_data_skipping
+            if kept is not None and skipped is not None:
+                lines.append(
+                    f"{s.table}: Delta kept {kept:,} of {s.files_total:,} files after "
+                    f"partition filters, {skipped:,} after min/max data skipping"
+                )
+    else:
+        lines.append("the query reads no lake table")
+    lines.append(f"{explanation.rows:,} rows in {explanation.seconds:.3f} s ({explanation.engine})")
+    lines += ["", "plan:", explanation.plan.rstrip()]
+    return "\n".join(lines)
