@@ -8,7 +8,10 @@ becomes one line on stderr and exit code 1; ``--help`` documents every verb.
 from __future__ import annotations
 
 import json
+import os
 import sys
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -50,6 +53,10 @@ stream_app = typer.Typer(
 app.add_typer(produce_app, name="produce")
 app.add_typer(stream_app, name="stream")
 app.add_typer(bench_app, name="bench")
+lake_app = typer.Typer(
+    help="Lake maintenance: compaction, Z-order, vacuum (Delta, on Spark).", no_args_is_help=True
+)
+app.add_typer(lake_app, name="lake")
 
 
 def _settings(ctx: typer.Context) -> Settings:
@@ -126,7 +133,7 @@ def _print_status(statuses: list[Any], as_json: bool) -> None:
 def up(
     ctx: typer.Context,
     with_: Annotated[
-        str | None, typer.Option("--with", help="Optional servers, comma-separated.")
+        str | None, typer.Option("--with", help="Optional servers, comma-separated: hdfs.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
 ) -> None:
@@ -368,9 +375,18 @@ def sql(
     query: Annotated[str, typer.Argument(help="SQL over bronze_<s>, silver_<s>, gold_<s>_<w>.")],
     engine: Annotated[str, typer.Option(help="duckdb (no JVM) or spark.")] = "duckdb",
     fmt: Annotated[str, typer.Option("--format", help="table, json or csv.")] = "table",
+    explain: Annotated[
+        bool,
+        typer.Option(
+            "--explain",
+            help="Run the query and show, per lake table, the partitions and files read "
+            "of those there are (pruning and data skipping), and the plan; "
+            "--format json for JSON.",
+        ),
+    ] = False,
 ) -> None:
     """Query the lake with SQL (DuckDB by default, Spark SQL with --engine spark)."""
-    from pulsecast.analytics.output import render
+    from pulsecast.analytics.output import render, render_explanation
     from pulsecast.analytics.sql import run_sql
 
     if engine not in ("duckdb", "spark"):
@@ -379,8 +395,197 @@ def sql(
     if fmt not in ("table", "json", "csv"):
         msg = f"--format must be table, json or csv, got {fmt!r}"
         raise PulsecastError(msg)
+    if explain:
+        from pulsecast.analytics.explain import explain as run_explain
+
+        if fmt == "csv":
+            msg = "--explain prints text or, with --format json, JSON; not csv"
+            raise PulsecastError(msg)
+        report = run_explain(_settings(ctx), query, engine=engine)  # type: ignore[arg-type]
+        print(render_explanation(report, fmt))
+        return
     result = run_sql(_settings(ctx), query, engine=engine)  # type: ignore[arg-type]
     print(render(result, fmt))
+
+
+def _lake_spark(settings: Settings) -> Any:
+    """The SparkSession for ``lake`` commands, its JVM printing to stderr.
+
+    Delta prints progress (``Deleted 3 files...``) on the JVM's stdout, which
+    would mix with this command's output (``--json``). The JVM inherits the
+    file descriptors it is started with: fd 1 points at stderr just for the launch.
+    """
+    from pulsecast.stream.session import spark_session
+
+    _say(f"starting Spark ({settings.spark.master})...")
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        return spark_session(settings, app_name="pulsecast-lake")
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _parse_date(value: str | None, option: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        msg = f"{option} must be a date such as 2026-05-01, got {value!r}"
+        raise PulsecastError(msg) from None
+
+
+@lake_app.command("optimize")
+def lake_optimize(
+    ctx: typer.Context,
+    stream: Annotated[
+        list[str] | None, typer.Option(help="Stream to optimize (repeatable); default all.")
+    ] = None,
+    table: Annotated[
+        list[str] | None,
+        typer.Option(help="bronze, silver, gold or panes (repeatable); default all."),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(help="Only partitions dated on or after DATE (YYYY-MM-DD)."),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option(help="Only partitions dated on or before DATE (YYYY-MM-DD)."),
+    ] = None,
+    zorder: Annotated[
+        bool, typer.Option("--zorder/--no-zorder", help="Z-order silver by key.")
+    ] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Compact small files into large ones; Z-order silver by key for data skipping."""
+    from pulsecast.analytics.output import human_bytes
+    from pulsecast.lake.maintenance import maintained_tables, optimize
+
+    settings = _settings(ctx)
+    first, last = _parse_date(since, "--since"), _parse_date(until, "--until")
+    maintained_tables(settings, streams=stream, zones=table)  # bad names: fail before Spark
+    if last is None or last >= datetime.now(UTC).date():
+        _say(
+            "note: this includes today's partitions (UTC): if the streaming job is running, "
+            "a micro-batch reading them can fail on a write conflict; use --until yesterday"
+        )
+    spark = _lake_spark(settings)
+    results = optimize(
+        spark,
+        settings,
+        streams=stream or None,
+        zones=table or None,
+        since=first,
+        until=last,
+        zorder=zorder,
+        progress=_say,
+    )
+    if as_json:
+        print(json.dumps({"optimized": [r.as_dict() for r in results]}))
+        return
+    if not results:
+        print(f"no lake tables under {settings.lake_uri} yet")
+        return
+    header = ("table", "z-order", "files", "removed", "added", "bytes removed", "bytes added", "s")
+    rows = [
+        (
+            r.table,
+            ",".join(r.zorder) or "-",
+            f"{r.files_before:,} -> {r.files_after:,}",
+            f"{r.files_removed:,}",
+            f"{r.files_added:,}",
+            human_bytes(r.bytes_removed),
+            human_bytes(r.bytes_added),
+            f"{r.seconds:.1f}",
+        )
+        for r in results
+    ]
+    _print_table(header, rows)
+
+
+def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+@lake_app.command("vacuum")
+def lake_vacuum(
+    ctx: typer.Context,
+    retain_hours: Annotated[
+        float | None,
+        typer.Option(
+            help="Keep files unused for less than H hours; default lake.vacuum_retain_hours."
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List the files that would go; delete nothing.")
+    ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Allow a retention below the tables' delta.deletedFileRetentionDuration.",
+        ),
+    ] = False,
+    stream: Annotated[
+        list[str] | None, typer.Option(help="Stream to vacuum (repeatable); default all.")
+    ] = None,
+    table: Annotated[
+        list[str] | None,
+        typer.Option(help="bronze, silver, gold or panes (repeatable); default all."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Delete the files lake tables stopped using more than the retention ago."""
+    from pulsecast.analytics.output import human_bytes
+    from pulsecast.lake.maintenance import maintained_tables, vacuum
+
+    settings = _settings(ctx)
+    maintained_tables(settings, streams=stream, zones=table)  # bad names: fail before Spark
+    spark = _lake_spark(settings)
+    results = vacuum(
+        spark,
+        settings,
+        streams=stream or None,
+        zones=table or None,
+        retain_hours=retain_hours,
+        dry_run=dry_run,
+        force=force,
+        progress=_say,
+    )
+    if as_json:
+        print(json.dumps({"vacuumed": [r.as_dict() for r in results], "dry_run": dry_run}))
+        return
+    if not results:
+        print(f"no lake tables under {settings.lake_uri} yet")
+        return
+    verb = "would delete" if dry_run else "deleted"
+    rows = [
+        (
+            r.table,
+            f"{r.retain_hours:g} h",
+            "?" if r.files is None else f"{r.files:,}",
+            "?" if r.bytes is None else human_bytes(r.bytes),
+            f"{r.seconds:.1f}",
+        )
+        for r in results
+    ]
+    _print_table(("table", "retention", f"files {verb}", "bytes", "s"), rows)
+    for r in results:
+        for path in r.paths:
+            print(f"  {r.table}: {path}")
+    below = [r.table for r in results if r.below_minimum]
+    if dry_run and below and not force:
+        _say(
+            "note: that retention is below the safe minimum of "
+            + ", ".join(below)
+            + "; deleting needs --force"
+        )
 
 
 @bench_app.command("ingest")
@@ -409,6 +614,47 @@ def bench_ingest(
         f"http ingest     {result['http_eps']:>12,.0f} events/s "
         f"({result['http_ratio']:.2f} of reference, batches of {result['http_batch']})"
     )
+
+
+@bench_app.command("e2e")
+def bench_e2e(
+    ctx: typer.Context,
+    rate: Annotated[float, typer.Option(help="Events/s offered in the sustained phase.")] = 60_000,
+    seconds: Annotated[float, typer.Option(help="Length of the sustained phase.")] = 60,
+    latency_rate: Annotated[float, typer.Option(help="Events/s of the latency phase.")] = 10_000,
+    latency_seconds: Annotated[float, typer.Option(help="Length of the latency phase.")] = 30,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """The streaming job under load: throughput, batch times, latency, vs Spark pass-through."""
+    from pulsecast.bench.e2e import run_e2e_benchmark
+
+    r = run_e2e_benchmark(
+        _settings(ctx),
+        rate=rate,
+        seconds=seconds,
+        latency_rate=latency_rate,
+        latency_seconds=latency_seconds,
+        say=_say,
+    )
+    if as_json:
+        print(json.dumps(r))
+        return
+    stable = "stable" if r["lag_stable"] else f"growing {r['lag_growth_eps']:,.0f}/s"
+    lines = [
+        f"sustained      {r['sustained_eps']:>10,.0f} events/s "
+        f"(offered {r['offered_eps']:,.0f}, lag {stable})",
+        f"micro-batches  p50 {r['batch_p50_s']} s, p95 {r['batch_p95_s']} s "
+        f"({r['batches']} started while the load ran)",
+        f"to gold        p50 {r['latency_p50_s']:.2f} s, p95 {r['latency_p95_s']:.2f} s "
+        f"(at {r['latency_rate_eps']:,.0f} events/s)",
+        f"to warehouse   p50 {r['warehouse_latency_p50_s']:.2f} s, "
+        f"p95 {r['warehouse_latency_p95_s']:.2f} s",
+        f"job capacity   {r['job_eps']:>10,.0f} events/s "
+        f"(from the earliest offset, {r['events']:,} events)",
+        f"pass-through   {r['passthrough_eps']:>10,.0f} events/s (Spark, Kafka -> Parquet)",
+    ]
+    print("\n".join(lines))
+    print(f"ratio          {r['ratio']:>10.2f}")
 
 
 def main() -> None:

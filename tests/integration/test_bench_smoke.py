@@ -6,6 +6,8 @@ from pulsecast.bench.ingest import run_ingest_benchmark
 from pulsecast.config import Settings
 from pulsecast.services.stack import Stack
 
+from .conftest import small_spark
+
 
 def test_bench_ingest_reports_every_figure(stack: Stack, stack_settings: Settings) -> None:
     result = run_ingest_benchmark(
@@ -16,3 +18,24 @@ def test_bench_ingest_reports_every_figure(stack: Stack, stack_settings: Setting
         assert result[key] > 0
     assert result["producer_ratio"] == round(result["producer_eps"] / result["reference_eps"], 3)
     assert 200 < result["record_bytes"] < 400
+
+
+def test_bench_e2e_reports_every_figure(spark, stack: Stack, stack_settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    from pulsecast.bench.e2e import run_e2e_benchmark
+
+    settings = small_spark(stack_settings)
+    settings = settings.model_copy(
+        update={"stream": settings.stream.model_copy(update={"trigger_interval_s": 1.0})}
+    )
+    result = run_e2e_benchmark(
+        settings, rate=3_000, seconds=8, latency_rate=1_000, latency_seconds=5, warmup_s=2
+    )
+    assert result["events"] == 3_000 * 8 + 1_000 * 5
+    assert result["latency_events"] > 0
+    # The sustained phase is short here: its batches may not have finished in it.
+    assert result["sustained_eps"] >= 0
+    assert result["offered_eps"] > 0
+    for key in ("latency_p50_s", "warehouse_latency_p95_s", "job_eps", "passthrough_eps"):
+        assert result[key] > 0
+    assert result["latency_p50_s"] <= result["latency_p95_s"]
+    assert result["ratio"] == round(result["job_eps"] / result["passthrough_eps"], 3)
