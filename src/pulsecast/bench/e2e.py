@@ -147,10 +147,11 @@ def _slope(points: list[tuple[float, float]]) -> float:
 
 
 class _Bench:
-    def __init__(self, settings: Settings, run: str, say: Say) -> None:
+    """The run's own stream (``bench<run>``, the telemetry schema), its topic and its load."""
+
+    def __init__(self, settings: Settings, run: str) -> None:
         self.settings = settings
         self.run = run
-        self.say = say
         self.stream = f"bench{run}"
         self.partitions = settings.kafka.partitions
         self.topic = topic_name(self.stream, "events")
@@ -329,8 +330,7 @@ def run_e2e_benchmark(
     KafkaService(settings).start()
     PostgresService(settings).start()
     run = uuid.uuid4().hex[:8]
-    bench = _Bench(settings, run, say)
-    stream = bench.stream
+    stream = f"bench{run}"
     root = settings.data_dir / "bench" / stream
     bench_settings = settings.model_copy(
         update={
@@ -341,7 +341,7 @@ def run_e2e_benchmark(
             ),
         }
     )
-    bench.settings = bench_settings
+    bench = _Bench(bench_settings, run)
     admin = TopicAdmin(settings)
     topics = [topic_name(stream, "events"), topic_name(stream, "dlq")]
     admin.ensure(
