@@ -48,6 +48,10 @@ def spark_conf(settings: Settings, jars: list[Path]) -> dict[str, str]:
         "spark.ui.showConsoleProgress": "false",
         # Delta rebuilds table state with this many tasks (default 50: slow on 2 cores).
         "spark.databricks.delta.snapshotPartitions": str(spark.shuffle_partitions),
+        # New tables checkpoint their log every 100 commits, not 10: the job
+        # appends without rereading table state, and a checkpoint costs seconds
+        # of Spark jobs on 2 cores (a stall every 10th batch otherwise).
+        "spark.databricks.delta.properties.defaults.checkpointInterval": "100",
         "spark.sql.streaming.stopGracefullyOnShutdown": "true",
         "spark.databricks.delta.schema.autoMerge.enabled": "false",
         # Small machines: no speculative copies, modest broadcast threshold.

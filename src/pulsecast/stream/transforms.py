@@ -15,6 +15,7 @@ fields are taken as their text.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from functools import reduce
 from math import gcd
 from typing import TYPE_CHECKING
@@ -37,6 +38,7 @@ __all__ = [
     "pane_seconds",
     "parse_events",
     "silver_rows",
+    "window_starts",
     "windows_from_panes",
 ]
 
@@ -427,3 +429,21 @@ def windows_from_panes(panes: DataFrame, window: WindowSpec) -> DataFrame:
         quantiles[0].alias("p50"),
         quantiles[1].alias("p95"),
     )
+
+
+def window_starts(pane_starts: list[datetime], window: WindowSpec) -> list[datetime]:
+    """Starts of the windows holding any of ``pane_starts``, sorted.
+
+    Epoch-aligned like Spark's ``window`` (with no start offset); the pane
+    starts are timezone-aware.
+    """
+    size = timedelta(seconds=window.size_s)
+    slide = timedelta(seconds=window.slide_s or window.size_s)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    starts: set[datetime] = set()
+    for pane in pane_starts:
+        start = pane - (pane - epoch) % slide
+        while start > pane - size:
+            starts.add(start)
+            start -= slide
+    return sorted(starts)

@@ -2,10 +2,11 @@ from __future__ import annotations
 
 import json
 import statistics
-from datetime import datetime
+from datetime import UTC, datetime
 
 import pytest
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from pulsecast.config import Settings, WindowSpec
 from pulsecast.stream.session import spark_conf
@@ -16,6 +17,7 @@ from pulsecast.stream.transforms import (
     pane_seconds,
     parse_events,
     silver_rows,
+    window_starts,
     windows_from_panes,
 )
 from pulsecast.testing import settings_for
@@ -260,3 +262,32 @@ def test_spark_conf_binds_loopback_and_loads_local_jars(tmp_path) -> None:  # ty
         settings_for(tmp_path, spark={"master": "spark://127.0.0.1:7077"}), []
     )
     assert local_cluster["spark.driver.bindAddress"] == "127.0.0.1"
+
+
+@pytest.mark.parametrize(
+    "window",
+    [
+        WindowSpec(name="1m", size_s=60),
+        WindowSpec(name="5m", size_s=300, slide_s=60),
+        WindowSpec(name="90s", size_s=90, slide_s=30),
+    ],
+)
+def test_window_starts_are_the_windows_spark_puts_the_panes_in(
+    spark: SparkSession, window: WindowSpec
+) -> None:
+    panes = [
+        datetime(2026, 5, 1, 11, 59, tzinfo=UTC),
+        datetime(2026, 5, 1, 12, 0, tzinfo=UTC),
+        datetime(2026, 5, 1, 12, 0, 30, tzinfo=UTC),
+        datetime(2026, 5, 2, 0, 1, tzinfo=UTC),
+    ]
+    frame = spark.createDataFrame([(p,) for p in panes], "pane_start timestamp")
+    slide = f"{window.slide_s or window.size_s} seconds"
+    expected = sorted(
+        r[0].replace(tzinfo=None)
+        for r in frame.select(F.window("pane_start", f"{window.size_s} seconds", slide).start)
+        .distinct()
+        .collect()
+    )
+    starts = window_starts(panes, window)
+    assert [s.astimezone(UTC).replace(tzinfo=None) for s in starts] == expected
