@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
 .PHONY: help install system-deps setup up down status demo test test-unit test-integration \
-        lint typecheck bench clean
+        lint typecheck bench bench-e2e clean
 
 help:  ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -53,6 +53,10 @@ lint: install  ## ruff and mypy
 bench: setup  ## Ingest benchmark, one JSON line appended to benchmarks/results/ingest.jsonl
 	@mkdir -p benchmarks/results
 	$(BIN)/pulsecast bench ingest --json | tee -a benchmarks/results/ingest.jsonl
+
+bench-e2e: setup  ## Streaming job benchmark (about 10 minutes), one JSON line appended to benchmarks/results/e2e.jsonl
+	@mkdir -p benchmarks/results
+	$(BIN)/pulsecast bench e2e --rate 10000 --seconds 90 --latency-rate 2000 --json | tee -a benchmarks/results/e2e.jsonl
 
 clean:  ## Stop the stack and remove local state (keeps .venv)
 	-$(BIN)/pulsecast down

@@ -1,96 +1,92 @@
-"""Profile one streaming micro-batch, step by step (a profiling aid, not a benchmark).
+"""Profile the streaming job's micro-batches, step by step (a profiling aid, not a benchmark).
 
-Needs a running stack with events in ``telemetry.events`` (for example
-``pulsecast up`` then ``pulsecast produce simulator --rate 0 --count 300000``).
-Times, on the same records, the typed ``from_json`` alone, the full
-``parse_events``, a Delta bronze append and a plain Parquet append (each twice,
-cold then warm), then runs the job's batch writer once and prints its step
-times (read, bronze, parse, dlq, silver, gold+warehouse).
+Needs a running stack (``pulsecast up``). Produces ``--per-batch`` x
+``--batches`` records like ``pulsecast bench e2e``'s (100 machines, event time
+advancing at 10,000 events/s) into a topic of its own (once; reruns reuse it),
+then runs the job's batch writer over consecutive slices of that topic on a
+fresh lake, as the streaming query would, and prints each batch's time. The
+writer logs every batch's step times at INFO (watermark, parse, dlq, silver,
+gold, warehouse, final, bronze). The first batches include the JVM's warm-up.
 
-    .venv/bin/python benchmarks/profile_stream_batch.py [--count N]
+    .venv/bin/python benchmarks/profile_stream_batch.py [--per-batch N] [--batches B]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import tempfile
 import time
 
-from pyspark.sql import functions as F
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 
+from pulsecast.bench.e2e import telemetry_records
 from pulsecast.config import load_settings
 from pulsecast.logging import configure_logging
 from pulsecast.stream.job import BatchWriter
 from pulsecast.stream.session import spark_session
-from pulsecast.stream.transforms import _schema, bronze_rows, parse_events
 from pulsecast.warehouse.schema import Warehouse
 
 
-def timed(name: str, action) -> None:  # type: ignore[no-untyped-def]
-    started = time.monotonic()
-    action()
-    print(f"{name:<16} {time.monotonic() - started:6.2f} s")
+def produce(bootstrap: str, topic: str, count: int) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    if topic in admin.list_topics(timeout=10).topics:
+        return
+    admin.create_topics([NewTopic(topic, 3, 1)])[topic].result()
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
+    for i, record in enumerate(telemetry_records(count, rate=10_000, run=topic)):
+        while True:
+            try:
+                producer.produce(topic, record, key=f"m-{i % 100:03d}".encode())
+                break
+            except BufferError:
+                producer.poll(0.05)
+    producer.flush()
+    print(f"produced {count:,} records into {topic}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=300_000, help="records to read")
+    parser.add_argument("--per-batch", type=int, default=20_000, help="records per batch")
+    parser.add_argument("--batches", type=int, default=12, help="batches to run")
     args = parser.parse_args()
     settings = load_settings()
-    spec = settings.streams["telemetry"]
+    bootstrap = settings.kafka.bootstrap
+    topic = f"profile{args.per_batch * args.batches}.events"
+    produce(bootstrap, topic, args.per_batch * args.batches)
     spark = spark_session(settings, app_name="pulsecast-profile")
-    raw = (
-        spark.read.format("kafka")
-        .option("kafka.bootstrap.servers", settings.kafka.bootstrap)
-        .option("subscribe", "telemetry.events")
-        .option("startingOffsets", "earliest")
-        .load()
-        .limit(args.count)
-        .persist()
-    )
-    print(f"records          {raw.count():,}")
-    scratch = tempfile.mkdtemp(prefix="pulsecast-profile-")
-    typed = _schema(spec, typed=True)
-    for run in ("cold", "warm"):
-        print(f"-- {run}")
-        timed(
-            "from_json",
-            lambda: (
-                raw.select(F.from_json(F.col("value").cast("string"), typed).alias("j"))
-                .select("j.*")
-                .write.format("noop")
-                .mode("overwrite")
-                .save()
-            ),
-        )
-        timed(
-            "parse_events",
-            lambda: (
-                parse_events(raw, "telemetry", spec).write.format("noop").mode("overwrite").save()
-            ),
-        )
-        timed(
-            "delta append",
-            lambda: bronze_rows(raw).write.format("delta").mode("append").save(f"{scratch}/delta"),
-        )
-        timed(
-            "parquet append",
-            lambda: bronze_rows(raw).write.mode("append").parquet(f"{scratch}/parquet"),
-        )
-    print("-- the job's batch writer (step times in the log line)")
     configure_logging("INFO")
     logging.getLogger("py4j").setLevel(logging.WARNING)
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "pulsecast-profile"})
+    partitions = consumer.list_topics(topic).topics[topic].partitions
+    ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p))[1] for p in partitions}
+    consumer.close()
+    scratch = tempfile.mkdtemp(prefix="pulsecast-profile-")
     profiled = settings.model_copy(
-        update={
-            "lake": settings.lake.model_copy(update={"uri": f"file://{scratch}/lake"}),
-        }
+        update={"lake": settings.lake.model_copy(update={"uri": f"file://{scratch}/lake"})}
     )
     warehouse = Warehouse(profiled)
     warehouse.migrate()
     writer = BatchWriter(spark, profiled, "telemetry", warehouse=warehouse)
     writer.ensure_tables()
-    timed("batch", lambda: writer(raw, 0))
+    n = args.batches
+    for batch in range(n):
+        offsets = [
+            {topic: {str(p): end * (batch + k) // n for p, end in ends.items()}} for k in (0, 1)
+        ]
+        raw = (
+            spark.read.format("kafka")
+            .option("kafka.bootstrap.servers", bootstrap)
+            .option("subscribe", topic)
+            .option("startingOffsets", json.dumps(offsets[0]))
+            .option("endingOffsets", json.dumps(offsets[1]))
+            .load()
+        )
+        started = time.monotonic()
+        writer(raw, batch)
+        print(f"batch {batch}: {time.monotonic() - started:.2f} s", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """`pulsecast bench e2e`: the streaming job under load, against Spark's own pass-through.
 
 In one run, on the local Kafka and PostgreSQL (started if needed), with a
-fresh stream, lake and checkpoint of its own:
+fresh stream, lake and checkpoint of its own, after a warm-up (10 s of load
+at ``latency_rate``, drained: a cold JVM's first batches are not the steady
+state):
 
 1. **Sustained load.** A separate process produces simulated telemetry at a
    fixed ``rate`` for ``seconds`` through pulsecast's producer (validated,
@@ -356,6 +358,10 @@ def run_e2e_benchmark(
         job = StreamJob(spark, bench_settings, streams=[stream])
         job.start()
         try:
+            # A cold JVM's first batches take tens of seconds: not the steady state.
+            say(f"warm-up: {latency_rate:,.0f} events/s for 10 s...")
+            bench.load_phase(job, rate=latency_rate, seconds=10, warmup_s=0)
+            bench.drain(job)
             say(f"sustained: {rate:,.0f} events/s for {seconds:.0f} s (generating events first)...")
             load = bench.load_phase(job, rate=rate, seconds=seconds, warmup_s=warmup_s)
             say(
