@@ -30,7 +30,7 @@ def test_bench_e2e_reports_every_figure(spark, stack: Stack, stack_settings: Set
     result = run_e2e_benchmark(
         settings, rate=3_000, seconds=8, latency_rate=1_000, latency_seconds=5, warmup_s=2
     )
-    assert result["events"] == 3_000 * 8 + 1_000 * 5
+    assert result["events"] == 1_000 * 10 + 3_000 * 8 + 1_000 * 5  # warm-up, sustained, latency
     assert result["latency_events"] > 0
     # The sustained phase is short here: its batches may not have finished in it.
     assert result["sustained_eps"] >= 0

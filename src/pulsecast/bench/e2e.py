@@ -154,6 +154,7 @@ class _Bench:
     def __init__(self, settings: Settings, run: str) -> None:
         self.settings = settings
         self.run = run
+        self.phases = 0
         self.stream = f"bench{run}"
         self.partitions = settings.kafka.partitions
         self.topic = topic_name(self.stream, "events")
@@ -166,9 +167,11 @@ class _Bench:
         writer = job.writers[self.stream]
         context = multiprocessing.get_context("spawn")
         parent, child = context.Pipe()
+        # Event ids unique across the run's phases: the job drops repeated ids as duplicates.
+        self.phases += 1
         process = context.Process(
             target=_load,
-            args=(self.settings, self.stream, rate, seconds, self.run, child),
+            args=(self.settings, self.stream, rate, seconds, f"{self.run}p{self.phases}", child),
             daemon=True,
         )
         process.start()

@@ -20,7 +20,15 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["append_once", "literal", "mark_final", "quote", "read_since", "replace"]
+__all__ = [
+    "append_once",
+    "literal",
+    "mark_final",
+    "newest_tagged",
+    "quote",
+    "read_since",
+    "replace",
+]
 
 
 def literal(moment: datetime) -> str:
@@ -50,6 +58,30 @@ def append_once(uri: str, rows: pa.Table, app_id: str, version: int) -> bool:
         commit_properties=CommitProperties(app_transactions=[Transaction(app_id, version)]),
     )
     return True
+
+
+def newest_tagged(uri: str, prefix: str, *, recent: int = 100) -> int | None:
+    """The largest ``N`` among commits whose user metadata is ``<prefix>N``; None if none.
+
+    Reads the newest ``recent`` commits' information (any writer's: Spark
+    writes ``userMetadata`` too), and the whole history only when none of
+    those carries the prefix.
+    """
+    from deltalake import DeltaTable
+
+    table = DeltaTable(uri)
+    for limit in (recent, None):
+        commits = table.history(limit)
+        found = [
+            int(str(c["userMetadata"])[len(prefix) :])
+            for c in commits
+            if str(c.get("userMetadata") or "").startswith(prefix)
+        ]
+        if found:
+            return max(found)
+        if limit is not None and len(commits) < limit:
+            break  # that was the whole history
+    return None
 
 
 def quote(value: str) -> str:

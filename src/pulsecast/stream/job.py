@@ -319,8 +319,9 @@ class BatchWriter:
         """Append ``frame`` to a Delta table as batch ``batch_id``'s commit, once.
 
         Each commit carries ``<sink tag>:<batch id>`` as its user metadata. The
-        newest batch id a table holds is read from its history once (after a
-        start or a failure) and then followed in memory, so a replayed batch
+        newest batch id a table holds is read from its latest commits once
+        (after a start or a failure, through delta-rs: no Spark job) and then
+        followed in memory, so a replayed batch
         is not appended twice and other batches pay no lookup. (Delta's own
         ``txnAppId``/``txnVersion`` does the same but rebuilds the table's state
         on every write: about 2 s more per commit on 2 cores, see
@@ -331,16 +332,8 @@ class BatchWriter:
         """
         tag = f"pulsecast-{sink}-{self.stream}"
         if tag not in self._written:
-            from delta.tables import DeltaTable
-
-            newest = (
-                DeltaTable.forPath(self.spark, uri)
-                .history()
-                .where(F.col("userMetadata").startswith(f"{tag}:"))
-                .agg(F.max(F.substring_index("userMetadata", ":", -1).cast("long")))
-                .first()
-            )
-            self._written[tag] = newest[0] if newest and newest[0] is not None else -1
+            newest = small_tables.newest_tagged(uri, f"{tag}:")
+            self._written[tag] = -1 if newest is None else newest
         if batch_id <= self._written[tag]:
             log.info("stream %s batch %s: %s holds it already", self.stream, batch_id, sink)
             return False

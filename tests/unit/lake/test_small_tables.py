@@ -89,3 +89,22 @@ def test_read_since_filters_on_the_column(tmp_path: Path) -> None:
     recent = small_tables.read_since(uri, "window_start", after, date_column="day")
     assert sorted(recent["key"].to_pylist()) == ["b", "c"]
     assert small_tables.read_since(uri, "window_start", None, date_column="day").num_rows == 3
+
+
+def test_newest_tagged_finds_the_newest_tag_past_other_commits(tmp_path: Path) -> None:
+    from deltalake import CommitProperties
+
+    uri = table(tmp_path)
+    assert small_tables.newest_tagged(uri, "job:") is None
+    for n in (0, 1, 2):
+        write_deltalake(
+            uri,
+            rows(["a"], [1.0]),
+            mode="append",
+            commit_properties=CommitProperties(custom_metadata={"userMetadata": f"job:{n}"}),
+        )
+    for _ in range(3):  # commits of another writer since (maintenance, say)
+        small_tables.replace(uri, rows(["a"], [1.0]), "TRUE")
+    assert small_tables.newest_tagged(uri, "job:") == 2
+    assert small_tables.newest_tagged(uri, "job:", recent=2) == 2  # past the newest 2
+    assert small_tables.newest_tagged(uri, "other:") is None
