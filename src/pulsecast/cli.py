@@ -408,6 +408,48 @@ def sql(
     print(render(result, fmt))
 
 
+@app.command()
+def detect(
+    ctx: typer.Context,
+    paths: Annotated[
+        list[Path], typer.Argument(help="CSV files (timestamp,value) or folders of them.")
+    ],
+    out: Annotated[Path, typer.Option(help="Folder for the results (same relative paths).")],
+    labels: Annotated[
+        Path | None,
+        typer.Option(help="NAB combined_windows.json: files it names get a label column."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Replay the online anomaly detector over CSV files (NAB layout in and out)."""
+    from pulsecast.ml.detector import DetectorParams
+    from pulsecast.ml.offline import detect_files
+
+    report = detect_files(
+        paths,
+        out,
+        labels=labels,
+        params=DetectorParams.from_settings(_settings(ctx).ml.detector),
+        progress=lambda rel, rows: _say(f"{rel}: {rows} rows"),
+    )
+    summary = {
+        "files": report.files,
+        "rows": report.rows,
+        "flagged": report.flagged,
+        "labelled": report.labelled,
+        "seconds": round(report.seconds, 3),
+        "rows_per_s": round(report.rows_per_s),
+        "out": str(out),
+    }
+    if as_json:
+        print(json.dumps(summary))
+    else:
+        print(
+            f"scored {report.files} files, {report.rows} rows ({summary['rows_per_s']} rows/s), "
+            f"{report.flagged} flagged; results in {out}"
+        )
+
+
 def _lake_spark(settings: Settings) -> Any:
     """The SparkSession for ``lake`` commands, its JVM printing to stderr.
 
@@ -628,8 +670,9 @@ def bench_e2e(
     """The streaming job under load: throughput, batch times, latency, vs Spark pass-through."""
     from pulsecast.bench.e2e import run_e2e_benchmark
 
+    settings = _settings(ctx)
     r = run_e2e_benchmark(
-        _settings(ctx),
+        settings,
         rate=rate,
         seconds=seconds,
         latency_rate=latency_rate,
@@ -655,6 +698,256 @@ def bench_e2e(
     ]
     print("\n".join(lines))
     print(f"ratio          {r['ratio']:>10.2f}")
+
+
+models_app = typer.Typer(
+    help="The model registry (MLflow): versions, champion/challenger promotion, rollback.",
+    no_args_is_help=True,
+)
+app.add_typer(models_app, name="models")
+
+_MODEL_CHOICES = ("forecaster", "detector", "all")
+
+
+def _model_kinds(model: str) -> list[str]:
+    if model not in _MODEL_CHOICES:
+        msg = f"--model must be forecaster, detector or all, got {model!r}"
+        raise PulsecastError(msg)
+    return ["forecaster", "detector"] if model == "all" else [model]
+
+
+def _print_train_report(report: Any) -> None:
+    for note in report.notes:
+        print(f"note: {note}")
+    for m in report.models:
+        state = "promoted to champion" if m.promoted else "not promoted"
+        print(f"{report.stream} {m.kind} version {m.version}: {state} ({m.decision})")
+        data = m.data
+        print(
+            f"  history {data['data.first_window']} .. {data['data.last_window']} "
+            f"({int(data['data.gold_rows']):,} windows, {data['data.entities']} entities); "
+            f"holdout from {data['data.holdout_from']}"
+        )
+        metrics = m.metrics
+        if m.kind == "detector":
+            print(
+                f"  holdout: MAE {metrics['holdout_mae']:.4f} (hourly median vs window mean), "
+                f"{metrics['holdout_coverage_3sd']:.1%} of windows within mean ± 3 sd, "
+                f"{int(metrics['holdout_rows']):,} windows; "
+                f"{int(metrics['profile_rows']):,} profile rows"
+            )
+            continue
+        print(
+            f"  forecast of the next {m.params['horizon_min']} min mean, "
+            f"trained on {int(metrics['train_rows']):,} rows, "
+            f"scored on {int(metrics['holdout_rows']):,} holdout rows in {m.seconds:.0f} s"
+        )
+        season = f"seasonal naive ({m.params['season_min']} min)"
+        rows = [
+            (label, f"{metrics[f'{key}_mae']:.4f}", f"{metrics[f'{key}_smape']:.3f}")
+            for label, key in (
+                ("model (GBT)", "holdout"),
+                ("last value", "last_value"),
+                (season, "seasonal"),
+            )
+        ]
+        _print_table(("  forecast", "MAE", "sMAPE %"), [(f"  {r[0]}", *r[1:]) for r in rows])
+        per = [
+            (
+                f"  {p['metric']}",
+                f"{p['model_mae']:.4f}",
+                f"{p['last_value_mae']:.4f}",
+                f"{p['seasonal_mae']:.4f}",
+                f"{p['model_smape']:.3f}",
+                f"{p['last_value_smape']:.3f}",
+                f"{p['seasonal_smape']:.3f}",
+            )
+            for p in m.per_metric
+        ]
+        if per:
+            header = ("  metric", "MAE", "last", "seasonal", "sMAPE %", "last", "seasonal")
+            _print_table(header, per)
+        verdict = "beats" if m.beats_baselines else "does NOT beat"
+        print(f"  the model {verdict} both baselines on MAE and sMAPE")
+        if "champion_mae" in metrics:
+            print(
+                f"  on the same holdout rows: MAE {metrics['vs_champion_mae']:.4f}, champion "
+                f"version {m.data.get('compared_with_version')} {metrics['champion_mae']:.4f}"
+            )
+
+
+@app.command()
+def train(
+    ctx: typer.Context,
+    stream: Annotated[str, typer.Option(help="Stream whose gold history to learn from.")] = (
+        "telemetry"
+    ),
+    model: Annotated[str, typer.Option(help="forecaster, detector or all.")] = "all",
+    horizon_min: Annotated[
+        int | None, typer.Option(help="Forecast the mean of the next H minutes (ml.horizon_min).")
+    ] = None,
+    promote: Annotated[
+        bool,
+        typer.Option(
+            "--promote/--no-promote",
+            help="Make each new version champion if it beats the champion on the holdout.",
+        ),
+    ] = True,
+    backfill_days: Annotated[
+        float | None,
+        typer.Option(
+            help="First write N days of simulated history into the stream's lake tables "
+            "(through the stream job's transforms; skipped if the stream has events).",
+        ),
+    ] = None,
+    entities: Annotated[
+        int | None, typer.Option(help="Machines of the backfill (simulator.entities).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Train the forecaster and the detector profile on history, register, promote."""
+    from pulsecast.events.schema import SchemaRegistry
+    from pulsecast.ml.train import train as run_train
+
+    settings = _settings(ctx)
+    kinds = _model_kinds(model)
+    SchemaRegistry(settings.streams)[stream]  # unknown stream: fail before Spark
+    if backfill_days is not None and backfill_days <= 0:
+        msg = f"--backfill-days must be positive, got {backfill_days}"
+        raise PulsecastError(msg)
+    spark = _lake_spark(settings)  # the JVM's own output goes to stderr (--json)
+    backfill = None
+    if backfill_days is not None:
+        from pulsecast.stream.backfill import backfill_simulated
+
+        _say(f"backfilling {backfill_days:g} days of simulated history into {stream}...")
+        backfill = backfill_simulated(
+            spark, settings, stream, days=backfill_days, entities=entities, progress=_say
+        )
+        if backfill.skipped:
+            _say(f"  backfill skipped: {backfill.skipped}")
+        else:
+            _say(
+                f"  {backfill.events:,} events of {backfill.entities} machines in "
+                f"{backfill.seconds:.0f} s; labels: {backfill.labels}"
+            )
+    report = run_train(
+        spark,
+        settings,
+        stream,
+        kinds=kinds,
+        horizon_min=horizon_min,
+        promote=promote,
+        progress=_say,
+    )
+    if as_json:
+        out = report.as_dict()
+        if backfill is not None:
+            out["backfill"] = backfill.as_dict()
+        print(json.dumps(out))
+        return
+    _print_train_report(report)
+
+
+@models_app.command("list")
+def models_list(
+    ctx: typer.Context,
+    stream: Annotated[str, typer.Option(help="Stream whose models to list.")] = "telemetry",
+    model: Annotated[str, typer.Option(help="forecaster, detector or all.")] = "all",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """List model versions with their holdout metrics, data range and champion."""
+    from pulsecast.ml.registry import ModelRegistry
+
+    settings = _settings(ctx)
+    kinds = _model_kinds(model)
+    registry = ModelRegistry(settings)
+    versions = [v for k in kinds for v in registry.versions(stream, k)]
+    if as_json:
+        print(json.dumps({"stream": stream, "versions": [v.as_dict() for v in versions]}))
+        return
+    if not versions:
+        print(f"no models of {stream} yet: train one with `pulsecast train --stream {stream}`")
+        return
+
+    def metric(v: Any, name: str, fmt: str) -> str:
+        value = v.metrics.get(name)
+        return "-" if value is None else format(value, fmt)
+
+    rows = [
+        (
+            v.name,
+            str(v.version),
+            "champion" if v.champion else "",
+            v.created.strftime("%Y-%m-%d %H:%M"),
+            v.params.get("horizon_min", "-"),
+            metric(v, "holdout_mae", ".4f"),
+            metric(v, "holdout_smape", ".3f"),
+            metric(v, "last_value_mae", ".4f"),
+            metric(v, "seasonal_mae", ".4f"),
+            f"{v.tags.get('data.first_window', '?')[:16]} .. "
+            f"{v.tags.get('data.last_window', '?')[:16]}",
+            v.tags.get("git_commit", v.tags.get("pulsecast_version", "?"))[:10],
+        )
+        for v in versions
+    ]
+    header = (
+        "model",
+        "version",
+        "alias",
+        "created (UTC)",
+        "horizon",
+        "MAE",
+        "sMAPE %",
+        "last MAE",
+        "seas. MAE",
+        "history",
+        "code",
+    )
+    _print_table(header, rows)
+
+
+@models_app.command("promote")
+def models_promote(
+    ctx: typer.Context,
+    version: Annotated[int, typer.Argument(help="The version to make champion.")],
+    stream: Annotated[str, typer.Option(help="The model's stream.")] = "telemetry",
+    model: Annotated[str, typer.Option(help="forecaster or detector.")] = "forecaster",
+    force: Annotated[
+        bool, typer.Option("--force", help="Promote even if it does not beat the champion.")
+    ] = False,
+) -> None:
+    """Make VERSION the champion if it beats the current champion on the holdout."""
+    from pulsecast.ml.registry import ModelRegistry, model_name
+
+    if model not in ("forecaster", "detector"):
+        msg = f"--model must be forecaster or detector, got {model!r}"
+        raise PulsecastError(msg)
+    decision = ModelRegistry(_settings(ctx)).promote(stream, model, version, force=force)
+    name = model_name(stream, model)
+    if decision.promote:
+        print(f"{name} version {version} is the champion: {decision.reason}")
+    else:
+        print(f"{name} version {version}: {decision.reason}")
+
+
+@models_app.command("rollback")
+def models_rollback(
+    ctx: typer.Context,
+    stream: Annotated[str, typer.Option(help="The model's stream.")] = "telemetry",
+    model: Annotated[str, typer.Option(help="forecaster or detector.")] = "forecaster",
+) -> None:
+    """Make the previous champion the champion again."""
+    from pulsecast.ml.registry import ModelRegistry, model_name
+
+    if model not in ("forecaster", "detector"):
+        msg = f"--model must be forecaster or detector, got {model!r}"
+        raise PulsecastError(msg)
+    demoted, restored = ModelRegistry(_settings(ctx)).rollback(stream, model)
+    print(
+        f"{model_name(stream, model)}: version {restored} is the champion again "
+        f"(version {demoted} demoted)"
+    )
 
 
 def main() -> None:

@@ -31,6 +31,7 @@ from pulsecast.errors import ConfigError
 
 __all__ = [
     "ENV_PREFIX",
+    "DetectorSettings",
     "FieldSpec",
     "HdfsSettings",
     "IngestSettings",
@@ -38,6 +39,7 @@ __all__ = [
     "KafkaSettings",
     "LakeSettings",
     "LogSettings",
+    "MlSettings",
     "PathsSettings",
     "PostgresSettings",
     "Settings",
@@ -420,6 +422,98 @@ class SparkStandaloneSettings(_Section):
         return f"spark://{self.host}:{self.master_port}"
 
 
+class DetectorSettings(_Section):
+    """The online anomaly detector and its live scoring in the streaming job.
+
+    The detector's defaults are the parameters tuned on NAB (docs/ml.md).
+    """
+
+    enabled: bool = Field(
+        True, description="Score every stream live (a second streaming query per stream)."
+    )
+    window_s: int = Field(
+        60, ge=1, description="The detector scores each entity's metric means over windows of S."
+    )
+    delay_s: int = Field(
+        30, ge=0, description="Event-time lateness the scoring windows wait for before closing."
+    )
+    trigger_interval_s: float = Field(10.0, gt=0, description="Scoring micro-batch interval.")
+    slot_s: int = Field(14_400, gt=0, description="Time-of-day slot length (divides a day).")
+    min_slot_obs: int = Field(48, ge=0, description="Observations before a slot's range counts.")
+    slot_weight: float = Field(0.5, ge=0, description="Weight of the time-of-day novelty.")
+    warmup_points: int = Field(50, ge=0, description="Observations before the first score.")
+    range_decay: float = Field(1e-4, ge=0, lt=1, description="Forgetting of the whole range.")
+    rest_points: int = Field(20, ge=0, description="Observations scored 0 after a flag.")
+    flag_novelty: float = Field(
+        0.2, gt=0, description="Novelty (range widths beyond the range) that scores 0.5 = flag."
+    )
+
+
+class MlSettings(_Section):
+    """Machine learning: training on the lake's history and the model registry.
+
+    Every field is read from ``PULSECAST_ML__<FIELD>`` too (``PULSECAST_ML__HORIZON_MIN=10``).
+    """
+
+    horizon_min: int = Field(
+        5, ge=1, le=60, description="The forecaster predicts the mean of the next N minutes."
+    )
+    holdout_fraction: float = Field(
+        0.2,
+        gt=0,
+        le=0.5,
+        description="Latest share of the history's time span held out to evaluate models.",
+    )
+    gold_window: str = Field(
+        "1m", description="Name of the tumbling gold window models learn from (stream.windows)."
+    )
+    lags_min: list[int] = Field(
+        default_factory=lambda: [1, 2, 3, 5, 10, 15, 30, 60],
+        description="Lags of the window mean used as features, minutes.",
+    )
+    rolling_min: list[int] = Field(
+        default_factory=lambda: [5, 15, 60],
+        description="Spans of the rolling mean and standard deviation features, minutes.",
+    )
+    season_min: int = Field(
+        1440,
+        ge=2,
+        description="Season of the seasonal-naive baseline and the seasonal lag feature, "
+        "minutes (1 day); 60 when the history is too short for it.",
+    )
+    detector: DetectorSettings = Field(default_factory=lambda: DetectorSettings())
+    gbt_max_iter: int = Field(20, ge=1, description="Trees of the gradient-boosted forecaster.")
+    gbt_max_depth: int = Field(5, ge=1, le=30, description="Depth of each tree.")
+    gbt_step_size: float = Field(0.3, gt=0, le=1, description="Learning rate (shrinkage).")
+    gbt_subsampling_rate: float = Field(
+        0.8, gt=0, le=1, description="Share of training rows each tree sees."
+    )
+    gbt_seed: int = Field(42, description="Seed of the trees' subsampling.")
+    registry_uri: str | None = Field(
+        None,
+        description="MLflow tracking and registry store; default "
+        "sqlite:///<data_dir>/mlflow/registry.db.",
+    )
+    artifact_uri: str | None = Field(
+        None, description="Where model files go; default <data_dir>/mlflow/artifacts."
+    )
+    backfill_interval_s: float = Field(
+        10.0, gt=0, description="Event-time step between one machine's backfilled readings."
+    )
+
+    @model_validator(mode="after")
+    def _check_spans(self) -> MlSettings:
+        for name in ("lags_min", "rolling_min"):
+            spans = getattr(self, name)
+            if not spans or min(spans) < 1:
+                msg = f"{name} must hold positive minutes, got {spans}"
+                raise ValueError(msg)
+        if self.season_min <= self.horizon_min:
+            msg = f"season_min ({self.season_min}) must exceed horizon_min ({self.horizon_min})"
+            raise ValueError(msg)
+        return self
+
+
 class Settings(BaseSettings):
     """Every setting of pulsecast, by section."""
 
@@ -442,6 +536,7 @@ class Settings(BaseSettings):
     lake: LakeSettings = LakeSettings()
     hdfs: HdfsSettings = HdfsSettings()
     spark_standalone: SparkStandaloneSettings = SparkStandaloneSettings()
+    ml: MlSettings = MlSettings()
     streams: dict[str, StreamSpec] = Field(default_factory=default_streams)
     config_file: Path | None = Field(
         None, description="The TOML file these settings were read from (set by load_settings)."
