@@ -658,6 +658,34 @@ def bench_ingest(
     )
 
 
+@bench_app.command("detect")
+def bench_detect(
+    ctx: typer.Context,
+    entities: Annotated[int, typer.Option(help="Simulated machines.")] = 20,
+    days: Annotated[float, typer.Option(help="Days of event time simulated.")] = 3.0,
+    warmup_days: Annotated[float, typer.Option(help="First days not scored (learning).")] = 1.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Live anomaly detection vs the simulator's ground truth: precision, recall, delay."""
+    from pulsecast.bench.detect import run_detect_benchmark
+
+    r = run_detect_benchmark(
+        _settings(ctx), entities=entities, days=days, warmup_days=warmup_days, say=_say
+    )
+    if as_json:
+        print(json.dumps(r))
+        return
+    delay = "-" if r["median_delay_s"] is None else f"{r['median_delay_s'] / 60:.1f} min"
+    kinds = ", ".join(f"{k} {v:.2f}" for k, v in r["recall_by_kind"].items())
+    print(f"anomalies      {r['detected']} of {r['labels']} detected (recall {r['recall']:.2f})")
+    print(
+        f"alerts         {r['true_alerts']} of {r['alerts']} true (precision {r['precision']:.2f})"
+    )
+    print(f"f1             {r['f1']:.2f}")
+    print(f"median delay   {delay} (event time, anomaly start to its window's end)")
+    print(f"recall by kind {kinds}")
+
+
 @bench_app.command("e2e")
 def bench_e2e(
     ctx: typer.Context,
@@ -665,6 +693,13 @@ def bench_e2e(
     seconds: Annotated[float, typer.Option(help="Length of the sustained phase.")] = 60,
     latency_rate: Annotated[float, typer.Option(help="Events/s of the latency phase.")] = 10_000,
     latency_seconds: Annotated[float, typer.Option(help="Length of the latency phase.")] = 30,
+    scoring: Annotated[
+        bool | None,
+        typer.Option(
+            "--scoring/--no-scoring",
+            help="Run live anomaly scoring in the job (default: ml.detector.enabled).",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """The streaming job under load: throughput, batch times, latency, vs Spark pass-through."""
@@ -677,6 +712,7 @@ def bench_e2e(
         seconds=seconds,
         latency_rate=latency_rate,
         latency_seconds=latency_seconds,
+        scoring=settings.ml.detector.enabled if scoring is None else scoring,
         say=_say,
     )
     if as_json:

@@ -434,8 +434,11 @@ class DetectorSettings(_Section):
     window_s: int = Field(
         60, ge=1, description="The detector scores each entity's metric means over windows of S."
     )
-    delay_s: int = Field(
-        30, ge=0, description="Event-time lateness the scoring windows wait for before closing."
+    delay_s: int | None = Field(
+        None,
+        ge=0,
+        description="Event-time lateness the scoring windows wait for before closing; "
+        "default stream.allowed_lateness_s (shorter closes windows that may still grow).",
     )
     trigger_interval_s: float = Field(10.0, gt=0, description="Scoring micro-batch interval.")
     slot_s: int = Field(14_400, gt=0, description="Time-of-day slot length (divides a day).")

@@ -35,6 +35,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -42,7 +43,7 @@ import numpy as np
 from pulsecast.bus.admin import TopicAdmin
 from pulsecast.bus.consumer import end_offsets
 from pulsecast.bus.producer import EventProducer
-from pulsecast.bus.topics import TopicSpec, topic_name
+from pulsecast.bus.topics import TOPIC_KINDS, TopicSpec, topic_name
 from pulsecast.config import Settings
 from pulsecast.errors import PulsecastError
 from pulsecast.services.kafka import KafkaService
@@ -54,7 +55,7 @@ if TYPE_CHECKING:
 
     from pyspark.sql import SparkSession
 
-__all__ = ["BenchmarkError", "run_e2e_benchmark", "telemetry_records"]
+__all__ = ["BenchmarkError", "run_e2e_benchmark", "run_settings", "telemetry_records"]
 
 Say = Callable[[str], None]
 _TEMPLATE = (
@@ -65,6 +66,19 @@ _TEMPLATE = (
 
 class BenchmarkError(PulsecastError):
     """The benchmark could not run to the end."""
+
+
+def run_settings(settings: Settings, stream: str, root: Path) -> Settings:
+    """``settings`` with a benchmark's own stream (the telemetry schema), lake and checkpoints."""
+    return settings.model_copy(
+        update={
+            "streams": {**settings.streams, stream: settings.streams["telemetry"]},
+            "lake": settings.lake.model_copy(update={"uri": f"file://{root}/lake"}),
+            "stream": settings.stream.model_copy(
+                update={"checkpoint_uri": f"file://{root}/checkpoints"}
+            ),
+        }
+    )
 
 
 def telemetry_records(
@@ -316,9 +330,14 @@ def run_e2e_benchmark(
     latency_rate: float = 10_000,
     latency_seconds: float = 30,
     warmup_s: float = 15,
+    scoring: bool = True,
     say: Say = lambda _t: None,
 ) -> dict[str, Any]:
     """Run the three measurements; see the module's description.
+
+    With ``scoring`` (the default, as ``ml.detector.enabled``) the job runs
+    its live anomaly scoring too; without it, the job alone: the two give the
+    scoring's overhead.
 
     Returns:
         ``sustained_eps``, ``batch_p50_s``, ``batch_p95_s``, ``latency_p50_s``,
@@ -337,24 +356,21 @@ def run_e2e_benchmark(
     run = uuid.uuid4().hex[:8]
     stream = f"bench{run}"
     root = settings.data_dir / "bench" / stream
-    bench_settings = settings.model_copy(
+    bench_settings = run_settings(settings, stream, root).model_copy(
         update={
-            "streams": {**settings.streams, stream: settings.streams["telemetry"]},
-            "lake": settings.lake.model_copy(update={"uri": f"file://{root}/lake"}),
-            "stream": settings.stream.model_copy(
-                update={"checkpoint_uri": f"file://{root}/checkpoints"}
+            "ml": settings.ml.model_copy(
+                update={"detector": settings.ml.detector.model_copy(update={"enabled": scoring})}
             ),
         }
     )
     bench = _Bench(bench_settings, run)
     admin = TopicAdmin(settings)
-    topics = [topic_name(stream, "events"), topic_name(stream, "dlq")]
-    admin.ensure(
-        [
-            TopicSpec(topics[0], bench.partitions, 3_600_000),
-            TopicSpec(topics[1], 1, 3_600_000),
-        ]
-    )
+    specs = [
+        TopicSpec(topic_name(stream, kind), bench.partitions if kind == "events" else 1, 3_600_000)
+        for kind in TOPIC_KINDS
+    ]
+    topics = [spec.name for spec in specs]
+    admin.ensure(specs)
     warehouse = Warehouse(bench_settings)
     try:
         spark = spark_session(bench_settings, app_name="pulsecast-bench")
@@ -427,5 +443,6 @@ def run_e2e_benchmark(
         "max_offsets_per_trigger": settings.stream.max_offsets_per_trigger,
         "partitions": bench.partitions,
         "shuffle_partitions": settings.spark.shuffle_partitions,
+        "scoring": scoring,
         "cpus": os.cpu_count(),
     }

@@ -67,6 +67,10 @@ class LakeTables:
         """URI of a stream's gold table for one window (``1m``)."""
         return f"{self.root}/gold/{stream}_{window}"
 
+    def scores(self, stream: str) -> str:
+        """URI of a stream's live anomaly scores (one row per entity, metric and window)."""
+        return f"{self.root}/gold/{stream}_scores"
+
     def panes(self, stream: str) -> str:
         """URI of a stream's pane state (partial aggregates gold is made of)."""
         return f"{self.root}/state/{stream}_panes"
@@ -76,5 +80,6 @@ class LakeTables:
         tables = {f"bronze_{stream}": self.bronze(stream), f"silver_{stream}": self.silver(stream)}
         for window in windows:
             tables[f"gold_{stream}_{window}"] = self.gold(stream, window)
+        tables[f"gold_{stream}_scores"] = self.scores(stream)
         tables[f"panes_{stream}"] = self.panes(stream)
         return tables

@@ -175,13 +175,13 @@ class NoveltyDetector:
 
         Args:
             time_s: Event time, epoch seconds (local time of day for the slots).
-            value: The observation. NaN is skipped (score 0, nothing learnt).
+            value: The observation. NaN and infinities are skipped (score 0, nothing learnt).
 
         Returns:
             The score in [0, 1); 0.5 and above is a flag.
         """
         p, s = self.params, self.state
-        if math.isnan(value):
+        if not math.isfinite(value):
             return 0.0
         slot = int(time_s % _DAY_S) // p.slot_s
         if s.seen == 0:

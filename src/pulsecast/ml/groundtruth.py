@@ -7,7 +7,7 @@ pipeline raises alerts per entity, series and window
 
 - it is about the same entity;
 - its series belongs to the label's metric: the metric's mean (``cpu_util``)
-  or its standard deviation (``cpu_util.stddev``); for a dropout (metric
+  or its standard deviation (``cpu_util.log_stddev``); for a dropout (metric
   ``*``), any series of the entity;
 - its window overlaps the anomaly, or starts at most ``tolerance`` after it
   ended. A drift is often only caught late, and a dropout only when data
@@ -118,15 +118,11 @@ def read_labels(path: Path) -> list[Label]:
             continue
         try:
             raw = json.loads(line)
-            labels.append(
-                Label(
-                    entity=raw["entity_id"],
-                    metric=raw["metric"],
-                    kind=raw["kind"],
-                    start=datetime.fromisoformat(raw["start"]),
-                    end=datetime.fromisoformat(raw["end"]),
-                )
-            )
+            start, end = (datetime.fromisoformat(raw[k]) for k in ("start", "end"))
+            if start.tzinfo is None or end.tzinfo is None:
+                msg = "start and end need a time zone"
+                raise ValueError(msg)
+            labels.append(Label(raw["entity_id"], raw["metric"], raw["kind"], start, end))
         except (ValueError, KeyError, TypeError) as exc:
             msg = f"{path}:{number}: not a simulator label: {exc}"
             raise ValueError(msg) from exc

@@ -141,6 +141,10 @@ def detect_files(
     except (OSError, ValueError) as exc:
         msg = f"labels: {exc}"
         raise DetectInputError(msg, path=labels) from exc
+    for file, relative in inputs:
+        if (out / relative).resolve() == file.resolve():
+            msg = f"{file}: --out would overwrite this input; choose another folder"
+            raise DetectInputError(msg, path=file)
     rows = flagged = labelled = 0
     for file, relative in inputs:
         try:

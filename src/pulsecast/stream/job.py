@@ -51,7 +51,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import functions as F
 
-from pulsecast.bus.topics import topic_name
+from pulsecast.bus.topics import topic_name, topic_specs
 from pulsecast.config import Settings, StreamSpec, WindowSpec
 from pulsecast.events.errors import UnknownStreamError
 from pulsecast.lake import small_tables
@@ -63,6 +63,7 @@ from pulsecast.lake.tables import (
     LakeTables,
 )
 from pulsecast.stream.errors import StreamJobError
+from pulsecast.stream.scoring import ScoreWriter, ensure_scores_table, start_scoring
 from pulsecast.stream.transforms import (
     bronze_rows,
     dead_letter_rows,
@@ -111,6 +112,8 @@ class JobStats:
     valid: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     gold_rows: int = 0
+    scored: int = 0
+    flagged: int = 0
     restarts: int = 0
     last_data_at: float = field(default_factory=time.monotonic)
     last_batch_s: float = 0.0
@@ -125,6 +128,8 @@ class JobStats:
             "valid": self.valid,
             "rejected": dict(self.rejected),
             "gold_rows": self.gold_rows,
+            "scored": self.scored,
+            "flagged": self.flagged,
             "restarts": self.restarts,
         }
 
@@ -537,6 +542,14 @@ class BatchWriter:
             return changed
 
 
+def _trigger_time(query: StreamingQuery) -> float:
+    """When the query's latest trigger started (epoch seconds; 0 before its first)."""
+    progress = query.lastProgress
+    if not progress:
+        return 0.0
+    return datetime.fromisoformat(str(progress["timestamp"])).timestamp()
+
+
 def _nullable(rows: pa.Table) -> pa.Table:
     """``rows`` with every column nullable, as Delta tables made by Spark declare them."""
     return rows.cast(pa.schema([f.with_nullable(True) for f in rows.schema]))
@@ -580,15 +593,46 @@ class StreamJob:
         }
         self.queries: dict[str, StreamingQuery] = {}
         self._failures: dict[str, tuple[int, int]] = {}  # failures in a row, batches then
+        self.scorers: dict[str, ScoreWriter] = {}
+        if settings.ml.detector.enabled:
+            self.scorers = {s: ScoreWriter(settings, s, self.warehouse) for s in self.streams}
+        self.score_queries: dict[str, StreamingQuery] = {}
 
     def start(self) -> None:
-        """Create tables and the warehouse schema, then start one query per stream."""
+        """Create tables and the warehouse schema, then start each stream's queries.
+
+        Per stream: the query into the lake and the warehouse, and, when
+        ``ml.detector.enabled``, the scoring query behind it
+        (:mod:`pulsecast.stream.scoring`).
+        """
         if self.warehouse is not None:
             self.warehouse.migrate()
+        if self.scorers:
+            self._prepare_scoring()
         for stream, writer in self.writers.items():
             writer.ensure_tables()
             self._start_query(stream)
+            if stream in self.scorers:
+                self._start_scoring(stream)
             log.info("streaming %s", stream)
+
+    def _start_scoring(self, stream: str) -> None:
+        self.score_queries[stream] = start_scoring(
+            self.spark, self.settings, stream, self.scorers[stream]
+        )
+
+    def _prepare_scoring(self) -> None:
+        """The scores tables and the predictions and alerts topics, before any query starts."""
+        from pulsecast.bus.admin import TopicAdmin
+
+        specs = [
+            s
+            for s in topic_specs(self.settings, list(self.scorers))
+            if s.name.rsplit(".", 1)[-1] in ("predictions", "alerts")
+        ]
+        TopicAdmin(self.settings).ensure(specs)
+        for scorer in self.scorers.values():
+            ensure_scores_table(scorer.uri)
 
     def _start_query(self, stream: str) -> None:
         job = self.settings.stream
@@ -628,35 +672,79 @@ class StreamJob:
             writer = self.writers[stream]
             if writer.stats.open_windows and time.monotonic() - writer.stats.last_data_at > idle_s:
                 writer.finalize_open_windows()
+        for stream, query in list(self.score_queries.items()):
+            error = query.exception()
+            if error is not None:
+                self._restart_scoring(stream, str(error).splitlines()[0])
 
     def _restart(self, stream: str, error: str) -> None:
         writer = self.writers[stream]
-        failures, batches = self._failures.get(stream, (0, -1))
-        if writer.stats.batches != batches:
+        self._restart_query(
+            f"the {stream} query",
+            stream,
+            writer.stats.batches,
+            error,
+            self.queries[stream],
+            lambda: self._start_query(stream),
+        )
+        writer.stats.restarts += 1
+
+    def _restart_scoring(self, stream: str, error: str) -> None:
+        """Restart a failed scoring query; if it keeps failing, stop scoring, not ingesting."""
+        try:
+            self._restart_query(
+                f"the {stream} scoring query",
+                f"{stream}-scores",
+                self.scorers[stream].stats.batches,
+                error,
+                self.score_queries[stream],
+                lambda: self._start_scoring(stream),
+            )
+        except StreamJobError as exc:
+            log.error("%s; %s goes on without live scoring", exc, stream)
+            del self.score_queries[stream]
+
+    def _restart_query(
+        self,
+        what: str,
+        key: str,
+        batches_done: int,
+        error: str,
+        query: StreamingQuery,
+        start: Callable[[], None],
+    ) -> None:
+        """Restart a failed query after a growing pause; give up after too many in a row."""
+        failures, batches = self._failures.get(key, (0, -1))
+        if batches_done != batches:
             failures = 0  # a batch completed since the last failure
         failures += 1
         limit = self.settings.stream.max_restarts
         if failures > limit:
-            msg = f"the {stream} query failed {failures} times in a row: {error}"
+            msg = f"{what} failed {failures} times in a row: {error}"
             raise StreamJobError(msg)
         pause = min(2.0 ** (failures - 1), 30.0)
         log.warning(
-            "the %s query failed (%s); restarting it from its checkpoint in %.0f s (%d of %d)",
-            stream,
+            "%s failed (%s); restarting it from its checkpoint in %.0f s (%d of %d)",
+            what,
             error,
             pause,
             failures,
             limit,
         )
-        self._failures[stream] = (failures, writer.stats.batches)
+        self._failures[key] = (failures, batches_done)
         with contextlib.suppress(Exception):
-            self.queries[stream].stop()
+            query.stop()
         time.sleep(pause)
-        self._start_query(stream)
-        writer.stats.restarts += 1
+        start()
 
     def idle(self) -> bool:
-        """No stream has had data for the idle timeout, none is busy, none holds open windows."""
+        """Nothing left to do.
+
+        No stream has had data for the idle timeout, none is busy, none holds
+        open windows, and every scoring query is idle after a trigger that
+        started once its stream's last batch was written (a scoring query
+        learns of new silver data only when it triggers).
+        """
         idle_s = self.settings.stream.idle_timeout_s
         now = time.monotonic()
         for stream, writer in self.writers.items():
@@ -664,6 +752,13 @@ class StreamJob:
             if status.get("isTriggerActive") or status.get("isDataAvailable"):
                 return False
             if now - writer.stats.last_data_at <= idle_s or writer.stats.open_windows:
+                return False
+        for stream, query in self.score_queries.items():
+            status = query.status
+            if status.get("isTriggerActive") or status.get("isDataAvailable"):
+                return False
+            recent = self.writers[stream].stats.recent
+            if recent and _trigger_time(query) <= recent[-1].warehouse_at:
                 return False
         return True
 
@@ -701,11 +796,15 @@ class StreamJob:
 
     def stats(self) -> dict[str, JobStats]:
         """Each stream's running totals."""
+        for stream, scorer in self.scorers.items():
+            stats = self.writers[stream].stats
+            stats.scored, stats.flagged = scorer.stats.scored, scorer.stats.flagged
         return {s: w.stats for s, w in self.writers.items()}
 
     def stop(self) -> None:
         """Stop every query (a batch in progress completes first)."""
-        for query in self.queries.values():
+        for query in [*self.queries.values(), *self.score_queries.values()]:
             if query.isActive:
                 query.stop()
         self.queries.clear()
+        self.score_queries.clear()

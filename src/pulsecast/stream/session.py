@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -53,6 +54,11 @@ def spark_conf(settings: Settings, jars: list[Path]) -> dict[str, str]:
         # of Spark jobs on 2 cores (a stall every 10th batch otherwise).
         "spark.databricks.delta.properties.defaults.checkpointInterval": "100",
         "spark.sql.streaming.stopGracefullyOnShutdown": "true",
+        # Live scoring keeps per-key detector state with transformWithState,
+        # which runs on the RocksDB state store only.
+        "spark.sql.streaming.stateStore.providerClass": (
+            "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
+        ),
         "spark.databricks.delta.schema.autoMerge.enabled": "false",
         # Small machines: no speculative copies, modest broadcast threshold.
         "spark.speculation": "false",
@@ -88,6 +94,8 @@ def spark_session(settings: Settings, *, app_name: str = "pulsecast") -> SparkSe
         os.environ["JAVA_HOME"] = str(java.parent.parent)
         if on_this_machine(settings.spark.master):
             os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+            # Python workers (live scoring) run this interpreter, which has pulsecast.
+            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(app_name)
     for key, value in spark_conf(settings, jars).items():
         builder = builder.config(key, value)

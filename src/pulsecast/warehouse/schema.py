@@ -11,7 +11,7 @@ role may read every table of the schema.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,9 +23,11 @@ from pulsecast.config import Settings
 from pulsecast.errors import PulsecastError
 
 __all__ = [
+    "ALERTS_TABLE",
     "ANALYST_ROLE",
     "GOLD_TABLE",
     "MIGRATIONS",
+    "SCORES_TABLE",
     "WAREHOUSE_COLUMNS",
     "Warehouse",
     "WarehouseError",
@@ -35,6 +37,8 @@ log = logging.getLogger(__name__)
 
 SCHEMA = "pulsecast"
 GOLD_TABLE = f"{SCHEMA}.gold_aggregates"
+SCORES_TABLE = f"{SCHEMA}.anomaly_scores"
+ALERTS_TABLE = f"{SCHEMA}.alerts"
 ANALYST_ROLE = "pulsecast_analyst"
 _LOCK_ID = 7_340_001  # advisory lock serialising migrations
 
@@ -79,6 +83,44 @@ MIGRATIONS: tuple[Migration, ...] = (
             f"ON {GOLD_TABLE} (stream, window_name, window_start)",
         ),
     ),
+    Migration(
+        2,
+        "live anomaly scores and alerts",
+        (
+            *(
+                f"""CREATE TABLE IF NOT EXISTS {table} (
+                stream        text             NOT NULL,
+                key           text             NOT NULL,
+                metric        text             NOT NULL,
+                window_start  timestamptz      NOT NULL,
+                window_end    timestamptz      NOT NULL,
+                value         double precision NOT NULL,
+                count         bigint           NOT NULL,
+                anomaly_score double precision NOT NULL,
+                detector      text             NOT NULL,
+                updated_at    timestamptz      NOT NULL DEFAULT now(),
+                PRIMARY KEY (stream, key, metric, window_start)
+            )"""
+                for table in (SCORES_TABLE, ALERTS_TABLE)
+            ),
+            f"CREATE INDEX IF NOT EXISTS anomaly_scores_time ON {SCORES_TABLE} "
+            "(stream, window_start)",
+            f"CREATE INDEX IF NOT EXISTS alerts_time ON {ALERTS_TABLE} (stream, window_start)",
+        ),
+    ),
+)
+
+#: Columns of the scores and alerts tables that loaders write, in order.
+SCORE_COLUMNS = (
+    "stream",
+    "key",
+    "metric",
+    "window_start",
+    "window_end",
+    "value",
+    "count",
+    "anomaly_score",
+    "detector",
 )
 
 
@@ -240,6 +282,62 @@ class Warehouse:
             conn.commit()
         return len(tuples)
 
+    def upsert_scores(
+        self, stream: str, detector: str, records: Sequence[Mapping[str, Any]]
+    ) -> int:
+        """Insert or update live anomaly scores, and the flagged ones as alerts (idempotent).
+
+        Args:
+            stream: The stream scored.
+            detector: Name and version of the detector.
+            records: Scores: ``key``, ``metric``, ``window_start``, ``window_end``,
+                ``value``, ``count``, ``score`` and ``flagged``.
+
+        Returns:
+            How many scores were written.
+        """
+        rows = [
+            (
+                stream,
+                r["key"],
+                r["metric"],
+                r["window_start"],
+                r["window_end"],
+                r["value"],
+                r["count"],
+                r["score"],
+                detector,
+            )
+            for r in records
+        ]
+        if not rows:
+            return 0
+        alerts = [row for row, r in zip(rows, records, strict=True) if r["flagged"]]
+        columns = sql.SQL(", ").join(sql.Identifier(c) for c in SCORE_COLUMNS)
+        updates = sql.SQL(", ").join(
+            sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c))
+            for c in SCORE_COLUMNS[4:]
+        )
+        with self.connect() as conn, conn.cursor() as cur:
+            for table, batch in ((SCORES_TABLE, rows), (ALERTS_TABLE, alerts)):
+                if not batch:
+                    continue
+                cur.executemany(
+                    sql.SQL(
+                        "INSERT INTO {table} ({cols}) VALUES ({marks}) "
+                        "ON CONFLICT (stream, key, metric, window_start) "
+                        "DO UPDATE SET {updates}, updated_at = now()"
+                    ).format(
+                        table=sql.SQL(table),
+                        cols=columns,
+                        marks=sql.SQL(", ").join([sql.Placeholder()] * len(SCORE_COLUMNS)),
+                        updates=updates,
+                    ),
+                    batch,
+                )
+            conn.commit()
+        return len(rows)
+
     def finalize(self, stream: str, *, before: datetime | None = None) -> int:
         """Mark a stream's open windows final (all, or those ending by ``before``).
 
@@ -260,13 +358,17 @@ class Warehouse:
         return int(changed)
 
     def delete_stream(self, stream: str) -> int:
-        """Remove every gold row of ``stream`` (a benchmark's own stream, for example).
+        """Remove every gold row, score and alert of ``stream`` (a benchmark's own stream).
 
         Returns:
-            How many rows went.
+            How many gold rows went.
         """
-        query = f"DELETE FROM {GOLD_TABLE} WHERE stream = %s"  # noqa: S608 (constant)
         with self.connect() as conn:
-            deleted = conn.execute(query, (stream,)).rowcount
+            deleted = conn.execute(
+                f"DELETE FROM {GOLD_TABLE} WHERE stream = %s",  # noqa: S608 (constant)
+                (stream,),
+            ).rowcount
+            for table in (SCORES_TABLE, ALERTS_TABLE):
+                conn.execute(f"DELETE FROM {table} WHERE stream = %s", (stream,))  # noqa: S608
             conn.commit()
         return int(deleted)

@@ -68,15 +68,17 @@ def test_a_broken_daily_pattern_is_flagged_with_ordinary_values() -> None:
     assert without[noon - 12 : noon + 12].max() < 0.5  # only the time-of-day range sees it
 
 
-def test_nothing_is_scored_during_warm_up_and_nan_is_skipped() -> None:
+def test_nothing_is_scored_during_warm_up_and_non_finite_values_are_skipped() -> None:
     times, values = daily(1)
     values[10] = 1e9
     values[200] = math.nan
+    values[250] = math.inf
     detector = NoveltyDetector(DetectorParams(warmup_points=50))
     scores = detector.score_many(times.tolist(), values.tolist())
     assert scores[10] == 0  # warm-up
-    assert scores[200] == 0
-    assert detector.state.seen == times.size - 1  # the NaN taught it nothing
+    assert scores[200] == 0 and scores[250] == 0
+    assert detector.state.seen == times.size - 2  # NaN and inf taught it nothing
+    assert detector.score(times[-1] + STEP_S, 1e12) >= 0.5  # and did not break it
 
 
 def test_scores_are_in_unit_interval_and_half_at_the_flag_novelty() -> None:
@@ -166,3 +168,9 @@ def test_floating_point_noise_is_not_a_change() -> None:
 
 def test_the_settings_defaults_are_the_detectors_defaults() -> None:
     assert DetectorParams.from_settings(DetectorSettings()) == DetectorParams()
+
+
+def test_detect_refuses_to_overwrite_its_input(tmp_path: Path) -> None:
+    _write_series(tmp_path / "a.csv", 60, spike_at=-1)
+    with pytest.raises(DetectInputError, match="would overwrite this input"):
+        detect_files([tmp_path], tmp_path)

@@ -78,3 +78,13 @@ def test_read_labels_names_a_bad_line(tmp_path: Path) -> None:
         read_labels(path)
     path.write_text(path.read_text().splitlines()[0])
     assert read_labels(path) == [Label("m-1", "*", "dropout", T, T + timedelta(minutes=5))]
+
+
+def test_read_labels_needs_time_zones(tmp_path: Path) -> None:
+    path = tmp_path / "labels.jsonl"
+    path.write_text(
+        '{"entity_id": "m-1", "metric": "*", "kind": "dropout", '
+        '"start": "2026-01-02T12:00:00", "end": "2026-01-02T12:05:00"}\n'
+    )
+    with pytest.raises(ValueError, match=r"labels\.jsonl:1: .*time zone"):
+        read_labels(path)

@@ -1,0 +1,365 @@
+"""Live anomaly scoring: the online detector inside the streaming job, in Spark's state.
+
+Per stream, a second streaming query reads silver (append-only Delta, so the
+events are already validated, typed and deduplicated), summarises each
+entity's events over event-time windows (``ml.detector.window_s``, closed
+``ml.detector.delay_s`` after their end by the watermark) into series (each
+numeric field's mean and the log of its standard deviation, and the event
+count; see
+:func:`scored_windows`), and feeds each (entity, series), in window order, to
+its own :class:`~pulsecast.ml.detector.NoveltyDetector`. The detectors' states live in
+Spark's per-key state (``transformWithState`` on the RocksDB state store), so
+they are checkpointed with the query and survive a restart; no side channel
+holds them.
+
+Every scoring micro-batch is a few rows per entity and metric. Its sink:
+
+* the lake table ``gold_<stream>_scores`` (an idempotent delta-rs append per
+  batch, so a replayed batch is not written twice);
+* the warehouse tables ``pulsecast.anomaly_scores`` and ``pulsecast.alerts``
+  (upserts keyed on stream, key, metric and window start);
+* the topics ``<stream>.predictions`` (every score) and ``<stream>.alerts``
+  (flags only), as JSON keyed by entity; a batch replayed after a crash may
+  publish its messages again, and consumers recognise them by that key.
+
+The time-of-day slots of the detector are UTC (the session time zone).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from pyspark.sql import Row
+from pyspark.sql import functions as F
+from pyspark.sql.streaming.stateful_processor import StatefulProcessor, StatefulProcessorHandle
+from pyspark.sql.types import BinaryType, StructField, StructType
+
+from pulsecast.bus.topics import topic_name
+from pulsecast.config import DetectorSettings, Settings
+from pulsecast.lake.tables import LakeTables
+from pulsecast.ml.detector import DetectorParams, DetectorState, NoveltyDetector
+from pulsecast.stream.transforms import numeric_fields
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from pyspark.sql import Column, DataFrame, SparkSession
+    from pyspark.sql.streaming.query import StreamingQuery
+
+    from pulsecast.warehouse.schema import Warehouse
+
+__all__ = [
+    "DETECTOR_NAME",
+    "EVENTS_SERIES",
+    "SCORE_COLUMNS",
+    "STDDEV_SUFFIX",
+    "DetectorProcessor",
+    "ScoreWriter",
+    "ensure_scores_table",
+    "scored_windows",
+    "scores_schema",
+    "start_scoring",
+]
+
+log = logging.getLogger(__name__)
+
+#: Name and version of the detector written with every score.
+DETECTOR_NAME = "novelty-1"
+
+#: The series of each entity's event count per window.
+EVENTS_SERIES = "events"
+#: Suffix of the series of the log of a metric's standard deviation per window.
+STDDEV_SUFFIX = ".log_stddev"
+#: Added to a standard deviation before its log (a stuck sensor's is 0).
+_LOG_FLOOR = 1e-12
+
+#: What the stateful operator emits, one row per entity, metric and window.
+SCORE_COLUMNS = (
+    "key string, metric string, window_start timestamp, window_end timestamp, "
+    "value double, count long, score double, flagged boolean"
+)
+
+_FILES_PER_TRIGGER = 200
+
+_STATE = StructType([StructField("detector", BinaryType(), nullable=False)])
+
+
+class DetectorProcessor(StatefulProcessor):
+    """One detector per (entity, metric), its state in Spark's keyed state.
+
+    Args:
+        params: The detector's parameters.
+    """
+
+    def __init__(self, params: DetectorParams) -> None:
+        self.params = params
+
+    def init(self, handle: StatefulProcessorHandle) -> None:
+        """Open the per-key state (called by Spark once per task)."""
+        self.state = handle.getValueState("detector", _STATE)
+
+    def handleInputRows(self, key: Any, rows: Iterator[Row], timerValues: Any) -> Iterator[Row]:
+        """Score this batch's closed windows of one series, oldest first."""
+        detector = self._detector(key)
+        for row in sorted(rows, key=lambda r: r.window_s):
+            if row.window_s <= detector.state.last_time_s:
+                continue  # scored in an earlier batch: never score a window twice
+            score = detector.score(float(row.window_s), float(row.value))
+            yield Row(
+                key=key[0],
+                metric=key[1],
+                window_start=row.window_start,
+                window_end=row.window_end,
+                value=float(row.value),
+                count=int(row["observations"]),
+                score=score,
+                flagged=score >= 0.5,
+            )
+        self.state.update((detector.state.to_bytes(),))
+
+    def _detector(self, key: Any) -> NoveltyDetector:
+        """The series' detector from its saved state; a new one if that state does not fit."""
+        saved = self.state.get() if self.state.exists() else None
+        if not saved:
+            return NoveltyDetector(self.params)
+        try:
+            return NoveltyDetector(self.params, DetectorState.from_bytes(bytes(saved[0])))
+        except (ValueError, msgspec.DecodeError) as exc:
+            # Parameters changed since the state was saved (slots, say): learn anew.
+            log.warning("detector state of %s does not fit (%s); starting it afresh", key, exc)
+            return NoveltyDetector(self.params)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def _stddev(metric: str) -> Column:
+    """A window's standard deviation, 0 when within floating-point noise of its mean.
+
+    Equal readings give 0 or a few 1e-16 depending on rounding; their log would
+    differ by far more than that, so noise is flattened to 0 before the log.
+    """
+    std = F.stddev_samp(metric).cast("double")
+    noise = F.abs(F.avg(metric)) * 1e-9 + _LOG_FLOOR
+    return F.when(std <= noise, F.lit(0.0)).otherwise(std)
+
+
+def scored_windows(
+    silver: DataFrame, metrics: list[str], detector: DetectorSettings, *, delay_s: int
+) -> DataFrame:
+    """The streaming plan: silver rows → window statistics → one detector per series.
+
+    Each entity's windows give several series, each with its own detector: the
+    mean of every numeric field (named after the field: level shifts, drifts),
+    the log of its standard deviation (``<field>.log_stddev``: spikes raise it,
+    a stuck sensor drops it to 0, which the log turns into a far outlier; the
+    log also evens out the skew of a standard deviation of a few readings, so
+    chance highs are not mistaken for news) and the count of events
+    (``events``: a machine that goes quiet).
+
+    Args:
+        silver: Silver rows (``key``, ``event_time`` and the numeric fields), streaming.
+        metrics: The numeric fields to watch.
+        detector: The detector's settings (window and parameters).
+        delay_s: Event-time lateness a window waits for before it closes.
+
+    Returns:
+        A streaming DataFrame of :data:`SCORE_COLUMNS`.
+    """
+    window = F.window("event_time", f"{detector.window_s} seconds")
+    stats = (
+        silver.withWatermark("event_time", f"{delay_s} seconds")
+        .groupBy("key", window.alias("w"))
+        .agg(
+            F.count(F.lit(1)).alias("n_events"),
+            *[F.avg(m).cast("double").alias(f"mean_{i}") for i, m in enumerate(metrics)],
+            *[F.log(_stddev(m) + _LOG_FLOOR).alias(f"std_{i}") for i, m in enumerate(metrics)],
+            *[F.count(m).alias(f"n_{i}") for i, m in enumerate(metrics)],
+        )
+    )
+    series = [(EVENTS_SERIES, F.col("n_events").cast("double"), F.col("n_events"))]
+    for i, m in enumerate(metrics):
+        series.append((m, F.col(f"mean_{i}"), F.col(f"n_{i}")))
+        series.append((f"{m}{STDDEV_SUFFIX}", F.col(f"std_{i}"), F.col(f"n_{i}")))
+    per_metric = F.explode(
+        F.array(
+            *[
+                F.struct(
+                    F.lit(name).alias("metric"),
+                    value.alias("value"),
+                    count.alias("observations"),
+                )
+                for name, value, count in series
+            ]
+        )
+    )
+    rows = (
+        stats.select(
+            "key",
+            F.col("w.start").alias("window_start"),
+            F.col("w.end").alias("window_end"),
+            F.unix_seconds(F.col("w.start")).alias("window_s"),
+            per_metric.alias("m"),
+        )
+        .select(
+            "key", "m.metric", "window_start", "window_end", "window_s", "m.value", "m.observations"
+        )
+        .where(F.col("value").isNotNull() & ~F.isnan("value"))
+        .where(F.abs("value") < F.lit(float("inf")))
+    )
+    return rows.groupBy("key", "metric").transformWithState(
+        DetectorProcessor(DetectorParams.from_settings(detector)), SCORE_COLUMNS, "Append", "None"
+    )
+
+
+@dataclass
+class ScoreStats:
+    """Running totals of one stream's scoring."""
+
+    batches: int = 0
+    scored: int = 0
+    flagged: int = 0
+    last_window_end: datetime | None = None
+
+
+@dataclass
+class ScoreWriter:
+    """The ``foreachBatch`` sink of one stream's scores (lake, warehouse, topics)."""
+
+    settings: Settings
+    stream: str
+    warehouse: Warehouse | None
+    stats: ScoreStats = field(default_factory=ScoreStats)
+
+    @property
+    def uri(self) -> str:
+        """The lake table of the scores."""
+        return LakeTables.from_settings(self.settings).scores(self.stream)
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        """Write one scoring micro-batch everywhere (each sink idempotent or keyed)."""
+        rows = batch.toArrow()  # a few rows per entity and metric; computed once
+        if rows.num_rows == 0:
+            return
+        self._lake(rows, batch_id)
+        records = rows.to_pylist()
+        if self.warehouse is not None:
+            self.warehouse.upsert_scores(self.stream, DETECTOR_NAME, records)
+        self._publish(records)
+        self.stats.batches += 1
+        self.stats.scored += len(records)
+        self.stats.flagged += sum(1 for r in records if r["flagged"])
+        self.stats.last_window_end = max(r["window_end"] for r in records)
+        log.info(
+            "scored %d windows of %s (batch %d), %d flagged",
+            len(records),
+            self.stream,
+            batch_id,
+            sum(1 for r in records if r["flagged"]),
+        )
+
+    def _lake(self, rows: pa.Table, batch_id: int) -> None:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        from pulsecast.lake.small_tables import append_once
+
+        table = rows.append_column(
+            "window_date", pc.cast(rows["window_start"], pa.date32())
+        ).append_column("detector", pa.array([DETECTOR_NAME] * rows.num_rows))
+        ensure_scores_table(self.uri)
+        table = table.cast(scores_schema())
+        append_once(self.uri, table, f"pulsecast-scores-{self.stream}", batch_id)
+
+    def _publish(self, records: list[dict[str, Any]]) -> None:
+        from pulsecast.bus.producer import EventProducer
+
+        predictions = topic_name(self.stream, "predictions")
+        alerts = topic_name(self.stream, "alerts")
+        # Closing flushes, and raises if any message was not delivered.
+        with EventProducer(self.settings, source="stream") as producer:
+            for record in records:
+                message = json.dumps(_message(self.stream, record), allow_nan=False).encode()
+                producer.produce_raw(predictions, message, record["key"])
+                if record["flagged"]:
+                    producer.produce_raw(alerts, message, record["key"])
+
+
+def _message(stream: str, record: dict[str, Any]) -> dict[str, Any]:
+    def instant(moment: datetime) -> str:
+        aware = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+        return aware.isoformat()
+
+    return {
+        "stream": stream,
+        "key": record["key"],
+        "metric": record["metric"],
+        "window_start": instant(record["window_start"]),
+        "window_end": instant(record["window_end"]),
+        "value": record["value"] if math.isfinite(record["value"]) else None,
+        "count": record["count"],
+        "anomaly_score": record["score"],
+        "flagged": record["flagged"],
+        "detector": DETECTOR_NAME,
+    }
+
+
+def scores_schema() -> pa.Schema:
+    """The columns of ``gold_<stream>_scores``."""
+    import pyarrow as pa
+
+    utc = pa.timestamp("us", tz="UTC")
+    return pa.schema(
+        [
+            ("key", pa.string()),
+            ("metric", pa.string()),
+            ("window_start", utc),
+            ("window_end", utc),
+            ("value", pa.float64()),
+            ("count", pa.int64()),
+            ("score", pa.float64()),
+            ("flagged", pa.bool_()),
+            ("window_date", pa.date32()),
+            ("detector", pa.string()),
+        ]
+    )
+
+
+def ensure_scores_table(uri: str) -> None:
+    """Create the scores table (empty, partitioned by window date) if it does not exist."""
+    from deltalake import DeltaTable, write_deltalake
+
+    if DeltaTable.is_deltatable(uri):
+        return
+    write_deltalake(uri, scores_schema().empty_table(), partition_by=["window_date"], mode="ignore")
+
+
+def start_scoring(
+    spark: SparkSession, settings: Settings, stream: str, writer: ScoreWriter
+) -> StreamingQuery:
+    """Start the scoring query of one stream (its checkpoint: ``<checkpoints>/<stream>-scores``)."""
+    spec = settings.streams[stream]
+    detector = settings.ml.detector
+    delay_s = detector.delay_s
+    if delay_s is None:
+        delay_s = settings.stream.allowed_lateness_s
+    silver = (
+        spark.readStream.format("delta")
+        # A new checkpoint on a long history reads it in steps, not in one batch.
+        .option("maxFilesPerTrigger", _FILES_PER_TRIGGER)
+        .load(LakeTables.from_settings(settings).silver(stream))
+    )
+    return (
+        scored_windows(silver, numeric_fields(spec), detector, delay_s=delay_s)
+        .writeStream.queryName(f"pulsecast-{stream}-scores")
+        .foreachBatch(writer)
+        .option("checkpointLocation", f"{settings.checkpoint_uri}/{stream}-scores")
+        .trigger(processingTime=f"{detector.trigger_interval_s} seconds")
+        .start()
+    )
