@@ -134,6 +134,11 @@ def run_detect_benchmark(
         "interval_s": interval_s,
         "seed": seed,
         "window_s": settings.ml.detector.window_s,
+        "delay_s": (
+            settings.stream.allowed_lateness_s
+            if settings.ml.detector.delay_s is None
+            else settings.ml.detector.delay_s
+        ),
         "cpus": os.cpu_count(),
     }
 
