@@ -1,7 +1,8 @@
 """The streaming job: Kafka → bronze, silver, gold (Delta) and the warehouse, exactly once.
 
 One Structured Streaming query per stream reads ``<stream>.events`` and hands
-each micro-batch to :class:`BatchWriter`, which in order:
+each micro-batch to :class:`BatchWriter`, which in order (a second query per
+stream scores silver live, :mod:`pulsecast.stream.scoring`):
 
 1. parses and validates it in bulk (:func:`~pulsecast.stream.transforms.parse_events`),
    marks as ``late`` the valid events older than the watermark, and sends every
