@@ -225,7 +225,6 @@ class ScoreStats:
     batches: int = 0
     scored: int = 0
     flagged: int = 0
-    last_window_end: datetime | None = None
 
 
 @dataclass
@@ -252,16 +251,16 @@ class ScoreWriter:
         if self.warehouse is not None:
             self.warehouse.upsert_scores(self.stream, DETECTOR_NAME, records)
         self._publish(records)
+        flagged = sum(1 for r in records if r["flagged"])
         self.stats.batches += 1
         self.stats.scored += len(records)
-        self.stats.flagged += sum(1 for r in records if r["flagged"])
-        self.stats.last_window_end = max(r["window_end"] for r in records)
+        self.stats.flagged += flagged
         log.info(
             "scored %d windows of %s (batch %d), %d flagged",
             len(records),
             self.stream,
             batch_id,
-            sum(1 for r in records if r["flagged"]),
+            flagged,
         )
 
     def _lake(self, rows: pa.Table, batch_id: int) -> None:
@@ -273,8 +272,7 @@ class ScoreWriter:
         table = rows.append_column(
             "window_date", pc.cast(rows["window_start"], pa.date32())
         ).append_column("detector", pa.array([DETECTOR_NAME] * rows.num_rows))
-        ensure_scores_table(self.uri)
-        table = table.cast(scores_schema())
+        table = table.cast(scores_schema())  # the table exists: StreamJob created it
         append_once(self.uri, table, f"pulsecast-scores-{self.stream}", batch_id)
 
     def _publish(self, records: list[dict[str, Any]]) -> None:
