@@ -1,15 +1,23 @@
 #!/usr/bin/env bash
 # Install the system packages pulsecast needs when they are missing (Debian/Ubuntu):
 # a Java 17+ runtime and Maven (the JVM servers and their artifacts) and kcat
-# (the outside Kafka client the integration tests compare against).
+# (the outside Kafka client the integration tests compare against), Prometheus and
+# Alertmanager (`pulsecast up --with prometheus`; their promtool and amtool check the
+# generated configuration and the alert rules in the tests).
 set -euo pipefail
 
 missing=()
 command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jdk-headless)
 command -v mvn  >/dev/null 2>&1 || missing+=(maven)
 command -v kcat >/dev/null 2>&1 || missing+=(kcat)
+# Chromium renders the report's PNG charts (Kaleido drives it; it downloads no browser).
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+# Installed without recommends (no node exporter); pulsecast runs its own processes.
+monitoring=()
+command -v prometheus >/dev/null 2>&1 || monitoring+=(prometheus)
+command -v prometheus-alertmanager >/dev/null 2>&1 || monitoring+=(prometheus-alertmanager)
 
-if [ ${#missing[@]} -eq 0 ]; then
+if [ ${#missing[@]} -eq 0 ] && [ ${#monitoring[@]} -eq 0 ]; then
   exit 0
 fi
 
@@ -18,15 +26,28 @@ if [ "$(id -u)" -eq 0 ]; then
 elif command -v sudo >/dev/null 2>&1; then
   SUDO="sudo"
 else
-  echo "error: missing system packages: ${missing[*]} (install them with apt-get as root)" >&2
+  echo "error: missing system packages: ${missing[*]} ${monitoring[*]} (install them with apt-get as root)" >&2
   exit 1
 fi
 
 if ! command -v apt-get >/dev/null 2>&1; then
-  echo "error: missing system packages: ${missing[*]}; install them with your package manager" >&2
+  echo "error: missing system packages: ${missing[*]} ${monitoring[*]}; install them with your package manager" >&2
   exit 1
 fi
 
-echo "installing system packages: ${missing[*]}"
+echo "installing system packages: ${missing[*]} ${monitoring[*]}"
 $SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+if [ ${#missing[@]} -gt 0 ]; then
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+if [ ${#monitoring[@]} -gt 0 ]; then
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    "${monitoring[@]}" >/dev/null
+  # The packages enable system daemons on the default ports (9090, 9093); pulsecast starts
+  # its own, with its configuration, data and ports, so those just installed are stopped.
+  if [ -d /run/systemd/system ]; then
+    for package in "${monitoring[@]}"; do
+      $SUDO systemctl disable --now "${package}.service" >/dev/null 2>&1 || true
+    done
+  fi
+fi

@@ -133,7 +133,8 @@ def _print_status(statuses: list[Any], as_json: bool) -> None:
 def up(
     ctx: typer.Context,
     with_: Annotated[
-        str | None, typer.Option("--with", help="Optional servers, comma-separated: hdfs.")
+        str | None,
+        typer.Option("--with", help="Optional servers, comma-separated: hdfs, spark, prometheus."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
 ) -> None:

@@ -31,6 +31,7 @@ from pulsecast.errors import ConfigError
 
 __all__ = [
     "ENV_PREFIX",
+    "AwsSettings",
     "DetectorSettings",
     "FieldSpec",
     "HdfsSettings",
@@ -40,6 +41,7 @@ __all__ = [
     "LakeSettings",
     "LogSettings",
     "MlSettings",
+    "MonitoringSettings",
     "PathsSettings",
     "PostgresSettings",
     "Settings",
@@ -503,6 +505,41 @@ class MlSettings(_Section):
     backfill_interval_s: float = Field(
         10.0, gt=0, description="Event-time step between one machine's backfilled readings."
     )
+    live_forecasts: bool = Field(
+        True,
+        description="Forecast every scored window mean live with the champion forecaster "
+        "(when the registry holds one).",
+    )
+    reload_interval_s: float = Field(
+        30.0,
+        gt=0,
+        description="How often the streaming job asks the registry for a new champion, seconds.",
+    )
+    retrain_interval_min: float = Field(
+        1440.0,
+        ge=0,
+        description="The streaming job retrains a stream's forecaster this long after the "
+        "champion was trained, minutes; 0 = never on a schedule.",
+    )
+    retrain_on_drift: bool = Field(
+        True, description="Retrain when the live forecast error drifts (drift_* settings)."
+    )
+    retrain_cooldown_min: float = Field(
+        60.0,
+        ge=0,
+        description="Least time between two retrainings of a stream by the job, minutes.",
+    )
+    drift_ratio: float = Field(
+        2.0,
+        gt=1,
+        description="Drift: a metric's live forecast MAE above this many times its holdout MAE...",
+    )
+    drift_window_min: float = Field(
+        30.0, gt=0, description="...over a whole window of this much event time, minutes..."
+    )
+    drift_min_errors: int = Field(
+        30, ge=1, description="...from at least this many resolved forecasts of the metric."
+    )
 
     @model_validator(mode="after")
     def _check_spans(self) -> MlSettings:
@@ -513,6 +550,193 @@ class MlSettings(_Section):
                 raise ValueError(msg)
         if self.season_min <= self.horizon_min:
             msg = f"season_min ({self.season_min}) must exceed horizon_min ({self.horizon_min})"
+            raise ValueError(msg)
+        return self
+
+
+class MonitoringSettings(_Section):
+    """Metrics and alerting: Prometheus, Alertmanager and the alert receiver.
+
+    ``pulsecast up --with prometheus`` runs Prometheus, Alertmanager and
+    pulsecast's monitor (the webhook receiver that records alerts and probes
+    the local servers) on ``host``; the streaming job serves ``/metrics`` on
+    ``job_metrics_port`` and the HTTP ingest on its own port. Every field is
+    read from ``PULSECAST_MONITORING__<FIELD>`` too.
+    """
+
+    host: str = Field(
+        "127.0.0.1", description="Address Prometheus, Alertmanager, the monitor and job bind to."
+    )
+    prometheus_port: int = Field(9090, ge=1, le=65535, description="Prometheus web UI and API.")
+    alertmanager_port: int = Field(
+        9095, ge=1, le=65535, description="Alertmanager web UI and API (9093 is Kafka's)."
+    )
+    monitor_port: int = Field(
+        9096, ge=1, le=65535, description="The monitor: alert webhook, probes' /metrics."
+    )
+    job_metrics_port: int = Field(
+        9097, ge=0, le=65535, description="The streaming job's /metrics; 0 = not served."
+    )
+    scrape_interval_s: float = Field(15.0, gt=0, description="How often Prometheus scrapes.")
+    evaluation_interval_s: float = Field(
+        15.0, gt=0, description="How often Prometheus evaluates the alert rules."
+    )
+    retention_days: int = Field(15, ge=1, description="How long Prometheus keeps samples.")
+    rules_dir: Path | None = Field(
+        None, description="Folder of alert rule files (*.yml); default infra/prometheus/rules."
+    )
+    latency_objective_s: float = Field(
+        30.0,
+        gt=0,
+        description="Objective for the p95 latency from ingest to the warehouse, seconds; "
+        "the job exports it and an alert compares the measured latency with it.",
+    )
+    group_wait_s: float = Field(
+        30.0, ge=0, description="Alertmanager waits this long to group a new alert's peers."
+    )
+    group_interval_s: float = Field(
+        300.0, gt=0, description="Least time between two notifications about one alert group."
+    )
+    repeat_interval_s: float = Field(
+        14_400.0, gt=0, description="A still-firing alert is notified again after this long."
+    )
+    email_to: str | None = Field(
+        None, description="Also send alerts by email to this address (unset: webhook only)."
+    )
+    email_from: str = Field("pulsecast@localhost", description="Sender of alert emails.")
+    smtp_smarthost: str = Field("localhost:25", description="SMTP server (host:port) for email.")
+    smtp_username: str | None = Field(None, description="SMTP user, when the server wants one.")
+    smtp_password: SecretStr | None = Field(None, description="SMTP password.")
+    smtp_require_tls: bool = Field(True, description="Require STARTTLS to the SMTP server.")
+    prometheus_binary: str = Field("prometheus", description="The Prometheus server executable.")
+    alertmanager_binary: str = Field(
+        "prometheus-alertmanager",
+        description="The Alertmanager executable (Debian's name; upstream's is alertmanager).",
+    )
+    start_timeout_s: float = Field(
+        30.0, gt=0, description="How long `up` waits for Prometheus and Alertmanager."
+    )
+
+    @property
+    def prometheus_url(self) -> str:
+        """Base URL of Prometheus."""
+        return f"http://{self.host}:{self.prometheus_port}"
+
+    @property
+    def alertmanager_url(self) -> str:
+        """Base URL of Alertmanager."""
+        return f"http://{self.host}:{self.alertmanager_port}"
+
+    @property
+    def monitor_url(self) -> str:
+        """Base URL of the monitor (alert webhook at ``/alerts``)."""
+        return f"http://{self.host}:{self.monitor_port}"
+
+
+#: The retention periods CloudWatch Logs accepts, days.
+_LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096,
+                       1827, 2192, 2557, 2922, 3288, 3653)  # fmt: skip
+
+
+class AwsSettings(_Section):
+    """Deployment to AWS: what ``pulsecast deploy aws`` puts in the CloudFormation parameters.
+
+    The templates are ``infra/cloudformation/self-managed.yaml`` (Kafka, Spark
+    and HDFS on EC2) and ``managed.yaml`` (MSK, EMR Serverless, S3, Glue,
+    Athena, Redshift Serverless); docs/infra.md maps each field to its
+    parameter. Every field is read from ``PULSECAST_AWS__<FIELD>`` too.
+    """
+
+    region: str = Field("us-east-1", description="Region of the stacks.")
+    stack_prefix: str = Field(
+        "pulsecast",
+        pattern=r"^[a-z][a-z0-9-]{1,15}$",
+        description="Stacks are named <prefix>-self-managed and <prefix>-managed; resource "
+        "names (buckets, log groups, DNS zone) start with it.",
+    )
+    template_bucket: str | None = Field(
+        None,
+        description="S3 bucket `aws cloudformation deploy` uploads a template to; needed for "
+        "templates over 51,200 bytes (the managed one).",
+    )
+    package: str | None = Field(
+        None,
+        description="pip requirement the instances install (a version, a wheel URL or "
+        "git+https://...); default pulsecast==<this version>.",
+    )
+    vpc_cidr: str = Field(
+        "10.40.0.0/16",
+        pattern=r"^(\d{1,3}\.){3}\d{1,3}/16$",
+        description="The VPC's range, a /16 the templates split into public and private /20s.",
+    )
+    ingest_cidr: str = Field(
+        "0.0.0.0/0",
+        pattern=r"^(\d{1,3}\.){3}\d{1,3}/\d{1,2}$",
+        description="Client addresses allowed to reach the HTTPS ingest (port 443).",
+    )
+    certificate_arn: str | None = Field(
+        None,
+        pattern=r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[A-Za-z0-9-]+$",
+        description="ACM certificate of the ingest's HTTPS listener; required to deploy.",
+    )
+    alarm_email: str | None = Field(None, description="Address the alarms are mailed to.")
+    waf_rate_limit: int = Field(
+        2000, ge=10, description="Requests one client address may send in 5 minutes (AWS WAF)."
+    )
+    shield_advanced: bool = Field(
+        False, description="Protect the load balancer with AWS Shield Advanced (a subscription)."
+    )
+    log_retention_days: int = Field(365, description="Retention of the CloudWatch log groups.")
+    kafka_instance_type: str = Field("m7i.large", description="Self-managed: Kafka node.")
+    spark_instance_type: str = Field(
+        "r7i.xlarge", description="Self-managed: Spark node (job, warehouse)."
+    )
+    hdfs_instance_type: str = Field("m7i.large", description="Self-managed: HDFS node.")
+    kafka_volume_gb: int = Field(200, ge=10, description="Self-managed: Kafka data volume, GiB.")
+    spark_volume_gb: int = Field(100, ge=10, description="Self-managed: Spark data volume, GiB.")
+    hdfs_volume_gb: int = Field(500, ge=10, description="Self-managed: HDFS data volume, GiB.")
+    ingest_instance_type: str = Field(
+        "c7i.large", description="Managed: HTTP ingest instance type."
+    )
+    ingest_instances: int = Field(
+        2, ge=2, description="Managed: HTTP ingest instances, spread over two zones."
+    )
+    msk_broker_type: str = Field("kafka.m7g.large", description="Managed: MSK broker type.")
+    msk_brokers: int = Field(
+        2, ge=2, description="Managed: MSK brokers, a multiple of the two subnets."
+    )
+    msk_volume_gb: int = Field(200, ge=1, description="Managed: storage per MSK broker, GiB.")
+    emr_release: str = Field(
+        "emr-spark-8.0.0", description="Managed: EMR Serverless release (Spark 4) of the job."
+    )
+    emr_max_vcpu: int = Field(32, ge=1, description="Managed: most vCPUs the job may use.")
+    emr_max_memory_gb: int = Field(128, ge=1, description="Managed: most memory the job may use.")
+    redshift_base_rpu: int = Field(
+        8, ge=8, le=512, multiple_of=8, description="Managed: Redshift Serverless base RPUs."
+    )
+    sagemaker_endpoint: bool = Field(
+        False, description="Managed: serve the trained model from a SageMaker endpoint."
+    )
+    sagemaker_image: str | None = Field(
+        None, description="Managed: inference container image (ECR URI) for the endpoint."
+    )
+    sagemaker_model_data: str | None = Field(
+        None, description="Managed: s3:// URL of the model archive (model.tar.gz)."
+    )
+    sagemaker_instance_type: str = Field(
+        "ml.m5.large", description="Managed: endpoint instance type."
+    )
+
+    @model_validator(mode="after")
+    def _check_aws(self) -> AwsSettings:
+        if self.log_retention_days not in _LOG_RETENTION_DAYS:
+            msg = f"log_retention_days must be one of CloudWatch's {_LOG_RETENTION_DAYS}"
+            raise ValueError(msg)
+        if self.msk_brokers % 2:
+            msg = f"msk_brokers must be a multiple of 2 (one per subnet), got {self.msk_brokers}"
+            raise ValueError(msg)
+        if self.sagemaker_endpoint and not (self.sagemaker_image and self.sagemaker_model_data):
+            msg = "sagemaker_endpoint needs sagemaker_image and sagemaker_model_data"
             raise ValueError(msg)
         return self
 
@@ -540,6 +764,8 @@ class Settings(BaseSettings):
     hdfs: HdfsSettings = HdfsSettings()
     spark_standalone: SparkStandaloneSettings = SparkStandaloneSettings()
     ml: MlSettings = MlSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
+    aws: AwsSettings = AwsSettings()
     streams: dict[str, StreamSpec] = Field(default_factory=default_streams)
     config_file: Path | None = Field(
         None, description="The TOML file these settings were read from (set by load_settings)."

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import shutil
+import subprocess
+
 import httpx
 import msgspec
 
@@ -9,6 +12,7 @@ from pulsecast.bus.topics import topic_name
 from pulsecast.config import Settings
 from pulsecast.services.stack import Stack
 from pulsecast.testing import telemetry_event
+from tests.unit.monitoring.conftest import Samples, increase, parse_samples
 
 
 def ends(settings: Settings, topic: str) -> dict[int, int]:
@@ -67,3 +71,46 @@ def test_http_ingest_refuses_what_is_not_a_batch(stack: Stack, stack_settings: S
     assert bare.status_code == 200
     assert bare.json()["accepted"] == 1
     assert httpx.get(f"{stack_settings.ingest.url}/healthz").json()["status"] == "ok"
+
+
+def test_http_ingest_metrics_after_accepted_and_rejected_events(
+    stack: Stack, stack_settings: Settings
+) -> None:
+    base = stack_settings.ingest.url
+
+    def scrape() -> Samples:
+        return parse_samples(httpx.get(f"{base}/metrics", timeout=10).text)
+
+    before = scrape()
+    batch = [
+        telemetry_event("m-1"),
+        telemetry_event("m-2"),
+        telemetry_event("m-3", cpu_util=500),
+        {"payload": {"entity_id": "m-4"}},
+    ]
+    url = f"{base}/v1/streams/telemetry/events"
+    assert httpx.post(url, content=msgspec.json.encode(batch), timeout=30).status_code == 200
+    assert httpx.post(url, content=msgspec.json.encode(batch[:1]), timeout=30).status_code == 200
+    after = scrape()
+
+    def delta(name: str, **labels: str) -> float:
+        return increase(before, after, name, **labels)
+
+    events = "pulsecast_ingest_events_total"
+    assert delta(events, stream="telemetry", status="accepted") == 3
+    assert delta(events, stream="telemetry", status="rejected") == 2
+    rejections = "pulsecast_ingest_rejections_total"
+    assert delta(rejections, stream="telemetry", reason="out_of_range") == 1
+    assert delta(rejections, stream="telemetry", reason="missing_field") == 1
+    assert delta("pulsecast_ingest_requests_total", stream="telemetry", code="200") == 2
+    assert delta("pulsecast_ingest_request_duration_seconds_count", stream="telemetry") == 2
+    assert delta("pulsecast_ingest_batch_events_sum", stream="telemetry") == 5
+
+    # What Prometheus scrapes passes Prometheus's own linter.
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is missing: run scripts/system-deps.sh"
+    text = httpx.get(f"{base}/metrics", timeout=10).text
+    check = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False
+    )
+    assert check.returncode == 0, check.stdout + check.stderr

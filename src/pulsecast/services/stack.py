@@ -2,7 +2,7 @@
 
 ``up`` starts Kafka, then PostgreSQL, creates the configured streams' topics,
 then starts the HTTP ingest; ``down`` stops them in reverse. Optional servers
-join when asked for (``up --with hdfs,spark``); ``down`` stops them too, and
+join when asked for (``up --with hdfs,spark,prometheus``); ``down`` stops them too, and
 ``status`` lists them while they run.
 """
 
@@ -19,6 +19,7 @@ from pulsecast.services.hdfs import HdfsService
 from pulsecast.services.ingest import IngestService
 from pulsecast.services.kafka import KafkaService
 from pulsecast.services.postgres import PostgresService
+from pulsecast.services.prometheus import PrometheusService
 from pulsecast.services.spark import SparkStandaloneService
 
 __all__ = ["OPTIONAL_SERVICES", "Stack"]
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 OPTIONAL_SERVICES: dict[str, type[Service]] = {
     "hdfs": HdfsService,
     "spark": SparkStandaloneService,
+    "prometheus": PrometheusService,
 }
 
 Progress = Callable[[str], None]

@@ -14,6 +14,11 @@ Answers: 200 with per-event results; 400 when the body is not a batch;
 404 for an unknown stream; 413 for a body or batch over the limits; 503 with
 ``Retry-After`` when Kafka did not acknowledge in time (per-event status
 ``failed`` then says which events to resend).
+
+``GET /metrics`` serves the endpoint's Prometheus metrics
+(``pulsecast_ingest_*`` of :mod:`pulsecast.monitoring.metrics`): requests by
+status code and their latency, events accepted, rejected by reason and failed,
+and the events Kafka did not acknowledge.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ import contextlib
 import functools
 import logging
 import threading
+import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +38,7 @@ import msgspec
 from confluent_kafka import KafkaError, Message
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pulsecast.bus.errors import ProduceError
 from pulsecast.bus.producer import EventProducer
@@ -38,6 +46,7 @@ from pulsecast.bus.topics import topic_name
 from pulsecast.config import Settings
 from pulsecast.events.envelope import Rejection
 from pulsecast.events.schema import SchemaRegistry
+from pulsecast.monitoring import metrics
 
 __all__ = ["create_app", "serve"]
 
@@ -138,9 +147,23 @@ def create_app(settings: Settings) -> FastAPI:
         """Liveness: the endpoint is serving."""
         return {"status": "ok", "streams": sorted(registry.names())}
 
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        """The endpoint's metrics in Prometheus's text format."""
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
     @app.post("/v1/streams/{stream}/events")
     async def ingest(stream: str, request: Request) -> Response:
         """Validate a batch of events; produce the valid ones, dead-letter the rest."""
+        started = time.perf_counter()
+        response = await handle(stream, request)
+        # Only configured streams become label values: the label set stays bounded.
+        label = stream if stream in registry else "unknown"
+        metrics.INGEST_REQUESTS.labels(label, str(response.status_code)).inc()
+        metrics.INGEST_REQUEST_SECONDS.labels(label).observe(time.perf_counter() - started)
+        return response
+
+    async def handle(stream: str, request: Request) -> Response:
         if stream not in registry:
             return _error(
                 404, f"unknown stream {stream!r}; configured: {', '.join(sorted(registry.names()))}"
@@ -159,6 +182,7 @@ def create_app(settings: Settings) -> FastAPI:
             return _error(400, f'body must be {{"events": [...]}} or a JSON array: {exc}')
         if len(raws) > limits.max_batch_events:
             return _error(413, f"batch of {len(raws)} events exceeds {limits.max_batch_events}")
+        metrics.INGEST_BATCH_EVENTS.labels(stream).observe(len(raws))
         results = schema.decode_batch(array, ingest_time=datetime.now(UTC))
         producer = holder["producer"]
         delivery = _BatchDelivery(asyncio.get_running_loop(), len(results))
@@ -180,6 +204,8 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             await asyncio.wait_for(asyncio.shield(delivery.future), limits.delivery_timeout_s)
         except TimeoutError:
+            metrics.INGEST_EVENTS.labels(stream, "failed").inc(delivery.pending)
+            metrics.INGEST_PRODUCE_ERRORS.labels(stream, "timeout").inc(delivery.pending)
             return _error(
                 503,
                 f"Kafka did not acknowledge within {limits.delivery_timeout_s} s",
@@ -187,6 +213,7 @@ def create_app(settings: Settings) -> FastAPI:
             )
         answers: list[dict[str, Any]] = []
         accepted = rejected = failed = 0
+        reasons: Counter[str] = Counter()
         for index, result in enumerate(results):
             if index in delivery.failed:
                 failed += 1
@@ -200,10 +227,12 @@ def create_app(settings: Settings) -> FastAPI:
                 )
             elif isinstance(result, Rejection):
                 rejected += 1
+                reasons[result.reason] += 1
                 answers.append({"index": index, "status": "rejected", **result.as_dict()})
             else:
                 accepted += 1
                 answers.append({"index": index, "status": "accepted", "event_id": result.event_id})  # type: ignore[attr-defined]
+        _count_events(stream, reasons, accepted=accepted, failed=failed)
         content = {
             "stream": stream,
             "accepted": accepted,
@@ -216,6 +245,17 @@ def create_app(settings: Settings) -> FastAPI:
         return _json(200, content)
 
     return app
+
+
+def _count_events(stream: str, reasons: Counter[str], *, accepted: int, failed: int) -> None:
+    """Record one answered batch's outcome in the ingest metrics."""
+    metrics.INGEST_EVENTS.labels(stream, "accepted").inc(accepted)
+    metrics.INGEST_EVENTS.labels(stream, "rejected").inc(sum(reasons.values()))
+    for reason, count in reasons.items():
+        metrics.INGEST_REJECTIONS.labels(stream, reason).inc(count)
+    if failed:
+        metrics.INGEST_EVENTS.labels(stream, "failed").inc(failed)
+        metrics.INGEST_PRODUCE_ERRORS.labels(stream, "delivery").inc(failed)
 
 
 def serve(settings: Settings) -> None:
