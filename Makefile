@@ -17,7 +17,18 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
-install: $(STAMP)  ## Create .venv and install pulsecast with its dev tools
+# cfn-lint and checkov live apart: checkov's dependencies conflict with pulsecast's.
+IAC_VENV  := .venv-iac
+IAC_STAMP := $(IAC_VENV)/.installed-$(shell cat infra/requirements-iac.txt | sha1sum | cut -c1-12)
+
+$(IAC_STAMP): infra/requirements-iac.txt
+	$(PYTHON) -m venv $(IAC_VENV)
+	$(IAC_VENV)/bin/pip install --quiet --upgrade pip
+	$(IAC_VENV)/bin/pip install --quiet -r infra/requirements-iac.txt
+	rm -f $(IAC_VENV)/.installed-*
+	touch $(IAC_STAMP)
+
+install: $(STAMP) $(IAC_STAMP)  ## Create .venv (pulsecast, dev tools) and .venv-iac (cfn-lint, checkov)
 
 system-deps:  ## Install missing system packages (Java 17, Maven, kcat) with apt-get
 	@scripts/system-deps.sh

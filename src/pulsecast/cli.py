@@ -20,6 +20,7 @@ from typer.core import TyperGroup
 
 from pulsecast import __version__
 from pulsecast.config import Settings, load_settings
+from pulsecast.deploy.cli import deploy_app
 from pulsecast.errors import PulsecastError
 from pulsecast.logging import configure_logging
 
@@ -57,6 +58,7 @@ lake_app = typer.Typer(
     help="Lake maintenance: compaction, Z-order, vacuum (Delta, on Spark).", no_args_is_help=True
 )
 app.add_typer(lake_app, name="lake")
+app.add_typer(deploy_app, name="deploy")
 
 
 def _settings(ctx: typer.Context) -> Settings:
