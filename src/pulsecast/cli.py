@@ -375,7 +375,30 @@ def stream_run(
 @app.command()
 def sql(
     ctx: typer.Context,
-    query: Annotated[str, typer.Argument(help="SQL over bronze_<s>, silver_<s>, gold_<s>_<w>.")],
+    query: Annotated[
+        str | None,
+        typer.Argument(
+            help="SQL over bronze_<s>, silver_<s>, gold_<s>_<w>, gold_<s>_scores, lake_files "
+            "(or use --list / --run)."
+        ),
+    ] = None,
+    list_: Annotated[
+        bool,
+        typer.Option("--list", help="List the named analyses with their params and defaults."),
+    ] = False,
+    run: Annotated[
+        str | None,
+        typer.Option("--run", metavar="NAME", help="Run a named analysis (see --list)."),
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            "-p",
+            metavar="NAME=VALUE",
+            help="A parameter of the analysis run with --run (repeat for several).",
+        ),
+    ] = None,
     engine: Annotated[str, typer.Option(help="duckdb (no JVM) or spark.")] = "duckdb",
     fmt: Annotated[str, typer.Option("--format", help="table, json or csv.")] = "table",
     explain: Annotated[
@@ -388,9 +411,15 @@ def sql(
         ),
     ] = False,
 ) -> None:
-    """Query the lake with SQL (DuckDB by default, Spark SQL with --engine spark)."""
-    from pulsecast.analytics.output import render, render_explanation
-    from pulsecast.analytics.sql import run_sql
+    """Query the lake with SQL (DuckDB by default, Spark SQL with --engine spark).
+
+    Give a QUERY, or run a named analysis with --run NAME [--param NAME=VALUE ...]
+    (--list shows them).
+    """
+    from pulsecast.analytics.named import analyses, get_analysis
+    from pulsecast.analytics.named import render as render_sql
+    from pulsecast.analytics.output import render, render_analyses, render_explanation
+    from pulsecast.analytics.sql import open_engine, run_sql
 
     if engine not in ("duckdb", "spark"):
         msg = f"--engine must be duckdb or spark, got {engine!r}"
@@ -398,17 +427,83 @@ def sql(
     if fmt not in ("table", "json", "csv"):
         msg = f"--format must be table, json or csv, got {fmt!r}"
         raise PulsecastError(msg)
+    if sum([query is not None, list_, run is not None]) != 1:
+        msg = "give one of: a QUERY, --list, or --run NAME"
+        raise PulsecastError(msg)
+    if param and run is None:
+        msg = "--param goes with --run NAME"
+        raise PulsecastError(msg)
+    if list_:
+        print(render_analyses(list(analyses().values()), fmt))
+        return
+    settings = _settings(ctx)
+    if run is not None:
+        values: dict[str, str] = {}
+        for item in param or []:
+            name, sep, value = item.partition("=")
+            if not sep or not name.strip():
+                msg = f"--param must be NAME=VALUE, got {item!r}"
+                raise PulsecastError(msg)
+            values[name.strip()] = value
+        query = render_sql(get_analysis(run), settings, values)
+    assert query is not None  # noqa: S101 (checked above)
     if explain:
         from pulsecast.analytics.explain import explain as run_explain
 
         if fmt == "csv":
             msg = "--explain prints text or, with --format json, JSON; not csv"
             raise PulsecastError(msg)
-        report = run_explain(_settings(ctx), query, engine=engine)  # type: ignore[arg-type]
+        report = run_explain(settings, query, engine=engine)  # type: ignore[arg-type]
         print(render_explanation(report, fmt))
         return
-    result = run_sql(_settings(ctx), query, engine=engine)  # type: ignore[arg-type]
+    if run is not None:  # only the tables the analysis reads are opened
+        opened = open_engine(settings, engine)  # type: ignore[arg-type]
+        try:
+            result = opened.query(query)
+        finally:
+            opened.close()
+    else:
+        result = run_sql(settings, query, engine=engine)  # type: ignore[arg-type]
     print(render(result, fmt))
+
+
+@app.command()
+def report(
+    ctx: typer.Context,
+    out: Annotated[Path, typer.Option("--out", help="Folder to write report.html and PNGs to.")],
+    stream: Annotated[str, typer.Option(help="Stream to report on.")] = "telemetry",
+    since: Annotated[
+        str,
+        typer.Option(help="Start: ISO date/time (UTC), an age (24h, 7d, 2w), or min."),
+    ] = "7d",
+    until: Annotated[str, typer.Option(help="End: ISO date/time (UTC), now, or max.")] = "max",
+    engine: Annotated[str, typer.Option(help="duckdb (no JVM) or spark.")] = "duckdb",
+    png: Annotated[
+        bool, typer.Option("--png/--no-png", help="Also write PNG charts (needs Chromium).")
+    ] = True,
+) -> None:
+    """Write a static report: one HTML page and PNG charts of the named analyses."""
+    from pulsecast.analytics.report import write_report
+
+    if engine not in ("duckdb", "spark"):
+        msg = f"--engine must be duckdb or spark, got {engine!r}"
+        raise PulsecastError(msg)
+    _say(f"report on {stream}: running {engine} analyses...")
+    written = write_report(
+        _settings(ctx),
+        out,
+        stream=stream,
+        since=since,
+        until=until,
+        engine=engine,  # type: ignore[arg-type]
+        png=png,
+    )
+    for panel in written.panels:
+        state = f"{panel.rows:,} rows" if panel.status == "ok" else panel.status
+        print(f"  {panel.section.id:<16} {state}")
+    print(f"wrote {written.html}")
+    if written.pngs:
+        print(f"wrote {len(written.pngs)} PNG charts in {out}")
 
 
 @app.command()

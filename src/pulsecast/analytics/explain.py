@@ -30,7 +30,18 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
-from pulsecast.analytics.sql import Engine, QueryError, lake_tables
+from pulsecast.analytics.sql import (
+    LAKE_FILES,
+    Engine,
+    MissingTableError,
+    QueryError,
+    SparkEngine,
+    lake_files,
+    lake_tables,
+    one_line,
+    prepare_duckdb,
+)
+from pulsecast.analytics.sql import referenced as mentioned
 from pulsecast.config import Settings
 
 if TYPE_CHECKING:
@@ -168,6 +179,7 @@ def _file_key(path: str) -> str:
 @dataclass
 class _DuckTable:
     name: str
+    delta: Any
     handler: Any
     files: dict[str, tuple[tuple[Any, ...], int]]  # path -> (partition values, size)
 
@@ -214,12 +226,14 @@ def _open_duckdb_tables(settings: Settings, con: Any) -> Iterator[_DuckTable]:
         except TableNotFoundError:
             continue
         except OSError as exc:  # the lake's storage does not answer
-            msg = f"cannot read {name} at {uri}: {str(exc).splitlines()[0]}"
+            msg = f"cannot read {name} at {uri}: {one_line(exc)}"
             raise QueryError(msg) from exc
         handler = _counting_handler(plain.filesystem.handler)
         dataset = table.to_pyarrow_dataset(filesystem=pa_fs.PyFileSystem(handler))
         con.register(name, dataset)
-        yield _DuckTable(name, handler, _add_files(pa.table(table.get_add_actions(flatten=True))))
+        yield _DuckTable(
+            name, table, handler, _add_files(pa.table(table.get_add_actions(flatten=True)))
+        )
 
 
 def _table_refs(node: Any) -> Iterator[str]:
@@ -248,7 +262,13 @@ def _explain_duckdb(settings: Settings, query: str) -> Explanation:
 
     con = duckdb.connect()
     try:
+        prepare_duckdb(con)
         tables = {t.name: t for t in _open_duckdb_tables(settings, con)}
+        for name in mentioned(query, lake_tables(settings)):
+            if name not in tables:
+                raise MissingTableError(name)
+        if mentioned(query, [LAKE_FILES]):
+            con.register(LAKE_FILES, lake_files({n: t.delta for n, t in tables.items()}))
         try:
             referenced = _referenced(con, query)
             started = time.perf_counter()
@@ -355,18 +375,12 @@ def _files_of(size: Any) -> int | None:
 
 
 def _explain_spark(settings: Settings, query: str) -> Explanation:
-    from delta.tables import DeltaTable
     from py4j.protocol import Py4JError
     from pyspark.errors import PySparkException
 
-    from pulsecast.stream.session import spark_session
-
-    spark = spark_session(settings, app_name="pulsecast-sql")
-    names: dict[str, str] = {}
-    for name, uri in lake_tables(settings).items():
-        if DeltaTable.isDeltaTable(spark, uri):
-            spark.read.format("delta").load(uri).createOrReplaceTempView(name)
-            names[_norm_uri(uri)] = name
+    engine = SparkEngine(settings)
+    spark = engine.session
+    names = {_norm_uri(uri): name for name, uri in engine.register(query).items()}
     try:
         frame = spark.sql(query)
         started = time.perf_counter()

@@ -10,16 +10,19 @@ from decimal import Decimal
 from typing import Any
 
 from pulsecast.analytics.explain import Explanation
+from pulsecast.analytics.named import Analysis
 from pulsecast.analytics.sql import QueryResult
 
-__all__ = ["human_bytes", "render", "render_explanation"]
+__all__ = ["human_bytes", "render", "render_analyses", "render_explanation"]
 
 
 def _plain(value: Any) -> Any:
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, Decimal):
-        return float(value)
+        # DuckDB's sums of integers are 128-bit: Arrow hands them over as decimals.
+        exponent = value.as_tuple().exponent
+        return int(value) if isinstance(exponent, int) and exponent >= 0 else float(value)
     if isinstance(value, bytes | bytearray):
         return value.decode(errors="replace")
     return value
@@ -82,4 +85,49 @@ def render_explanation(explanation: Explanation, fmt: str) -> str:
         lines.append("the query reads no lake table")
     lines.append(f"{explanation.rows:,} rows in {explanation.seconds:.3f} s ({explanation.engine})")
     lines += ["", "plan:", explanation.plan.rstrip()]
+    return "\n".join(lines)
+
+
+def render_analyses(analyses: list[Analysis], fmt: str) -> str:
+    """``pulsecast sql --list``: each analysis with its summary and parameters.
+
+    ``table`` is for reading; ``json`` gives one object per analysis and line
+    (with the whole description); ``csv`` one row per analysis and parameter.
+    """
+    if fmt == "json":
+        return "\n".join(
+            json.dumps(
+                {
+                    "name": a.name,
+                    "summary": a.summary,
+                    "description": a.description,
+                    "params": [
+                        {"name": p.name, "type": p.type, "default": p.default, "help": p.help}
+                        for p in a.params
+                    ],
+                }
+            )
+            for a in analyses
+        )
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["analysis", "summary", "param", "type", "default", "help"])
+        for a in analyses:
+            for p in a.params:
+                writer.writerow([a.name, a.summary, p.name, p.type, p.default, p.help])
+        return out.getvalue().rstrip("\n")
+    lines: list[str] = []
+    for a in analyses:
+        lines.append(f"{a.name}: {a.summary}")
+        cells = [
+            (p.name, p.type, f"= {p.default}" if p.default else "= (empty)", p.help)
+            for p in a.params
+        ]
+        widths = [max(len(c[i]) for c in cells) for i in range(3)] if cells else []
+        for c in cells:
+            head = "  ".join(v.ljust(w) for v, w in zip(c[:3], widths, strict=True))
+            lines.append(f"    {head}  {c[3]}".rstrip())
+        lines.append("")
+    lines.append("run one: pulsecast sql --run NAME [--param NAME=VALUE ...]")
     return "\n".join(lines)
