@@ -318,12 +318,34 @@ def demo(
     stream_job: Annotated[
         bool, typer.Option("--stream-job/--no-stream-job", help="Run the Spark streaming job.")
     ] = True,
+    history_days: Annotated[
+        float,
+        typer.Option(
+            help="Days of simulated history to backfill and train the models on first "
+            "(an empty stream only); 0 for none.",
+            min=0,
+        ),
+    ] = 1.0,
+    entities: Annotated[
+        int, typer.Option(help="Machines simulated (history and live).", min=1)
+    ] = 10,
 ) -> None:
-    """Bring the stack up, stream simulated telemetry through Spark into the lake and warehouse."""
+    """Bring the stack up, stream simulated telemetry through Spark into the lake and warehouse.
+
+    First backfills simulated history and trains the models on it; the job then
+    scores history and live events, and the demo prints its alerts against the
+    simulator's labelled anomalies.
+    """
     from pulsecast.demo import run_demo
 
     result = run_demo(
-        _settings(ctx), minutes=minutes, rate_eps=rate, stream_job=stream_job, say=_say
+        _settings(ctx),
+        minutes=minutes,
+        rate_eps=rate,
+        stream_job=stream_job,
+        history_days=history_days,
+        entities=entities,
+        say=_say,
     )
     for line in result.lines():
         print(line)

@@ -6,13 +6,25 @@ the validating producer while the job turns it into bronze, silver and gold
 Delta tables and warehouse rows, then waits for the job to catch up and close
 its windows, reads the stream and its dead-letter topic back from Kafka, and
 checks that every accepted event arrived and every rejected one was
-dead-lettered. Later stages (models, dashboard) extend it.
+dead-lettered.
+
+With ``history_days`` (the default), before any live event it also gives the
+platform something to learn from and something to find: days of simulated
+fleet history, with the simulator's labelled anomalies, are backfilled into
+the lake (:mod:`pulsecast.stream.backfill`), and the forecaster and the
+detector profile are trained on it and promoted (when the stream has no
+champion yet). The streaming job's scoring query then scores that history and
+the live minutes as one stream, forecasting with the champion; at the end the
+demo compares the alerts it raised with the labels (precision, recall, F1 and
+the median detection delay, after a warm-up of a quarter of the history).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pulsecast.bus.admin import TopicAdmin
@@ -24,6 +36,10 @@ from pulsecast.sources.produce import run_simulator
 from pulsecast.sources.runner import ProduceSummary
 
 if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from pulsecast.ml.groundtruth import DetectionQuality
+    from pulsecast.stream.backfill import BackfillResult
     from pulsecast.stream.job import JobStats
 
 __all__ = ["DemoResult", "run_demo"]
@@ -43,6 +59,7 @@ class DemoResult:
     processed: JobStats | None = None
     tables: dict[str, int] = field(default_factory=dict)
     warehouse_rows: int = 0
+    ml: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -67,6 +84,7 @@ class DemoResult:
             f"{self.dead_letters_read:,} from {topic_name(STREAM, 'dlq')}",
             f"  labels          {self.labels}",
             *self._stream_lines(),
+            *self.ml,
             f"  result          {'OK: nothing lost' if self.ok else 'MISMATCH'}",
         ]
 
@@ -95,19 +113,37 @@ def run_demo(
     minutes: float = 0.5,
     rate_eps: float = 2000.0,
     stream_job: bool = True,
+    history_days: float = 1.0,
+    entities: int | None = None,
     say: Callable[[str], None] = lambda _t: None,
 ) -> DemoResult:
-    """Run the demo; see the module's description."""
+    """Run the demo; see the module's description.
+
+    Args:
+        settings: The platform's settings.
+        minutes: How long to produce live events.
+        rate_eps: Live events per second.
+        stream_job: Run the Spark streaming job (without it, only Kafka is exercised).
+        history_days: Days of simulated history to backfill and train on; 0 for none.
+        entities: Machines simulated; default ``simulator.entities``.
+        say: Called with a line of progress.
+    """
     statuses = Stack(settings).up(progress=say)
+    if entities:
+        settings = settings.model_copy(
+            update={"simulator": settings.simulator.model_copy(update={"entities": entities})}
+        )
     job = None
+    models: Models | None = None
     if stream_job:
         from pulsecast.stream.job import StreamJob
         from pulsecast.stream.session import spark_session
 
+        spark = spark_session(settings, app_name="pulsecast-demo")
+        if history_days > 0:
+            models = _history_and_models(spark, settings, history_days, say)
         say(f"starting the streaming job on Spark ({settings.spark.master})...")
-        job = StreamJob(
-            spark_session(settings, app_name="pulsecast-demo"), settings, streams=[STREAM]
-        )
+        job = StreamJob(spark, settings, streams=[STREAM])
         job.start()
     events_topic, dlq_topic = topic_name(STREAM), topic_name(STREAM, "dlq")
     before_events, before_dlq = _ends(settings, events_topic), _ends(settings, dlq_topic)
@@ -140,7 +176,105 @@ def run_demo(
         result.processed = job.wait(until_idle=True, max_seconds=600)[STREAM]
         result.tables = _table_rows(settings)
         result.warehouse_rows = _warehouse_rows(settings)
+        if models is not None:
+            result.ml = models.lines(settings, result.processed, labels)
     return result
+
+
+@dataclass
+class Models:
+    """The history the demo backfilled and the models it trained on it."""
+
+    history: BackfillResult
+    trained: list[str]
+
+    def lines(self, settings: Settings, processed: JobStats, live_labels: Path) -> list[str]:
+        """Models, live scoring, and the alerts against the simulator's labels."""
+        h = self.history
+        if h.skipped:
+            history = f"kept ({h.skipped})"
+        else:
+            history = (
+                f"{h.events:,} events of {h.entities} machines over {h.end - h.start} "
+                f"(to {h.end:%Y-%m-%d %H:%M} UTC), backfilled in {h.seconds:.0f} s"
+            )
+        version = f"version {processed.model_version}" if processed.model_version else "none"
+        lines = [
+            f"  history         {history}",
+            *(f"  trained         {line}" for line in self.trained),
+            f"  live scoring    {processed.scored:,} windows scored, "
+            f"{processed.flagged:,} flagged; {processed.forecasts:,} forecasts by the "
+            f"forecaster {version}",
+        ]
+        if h.labels is None:
+            return [*lines, "  ground truth    none: the history was not simulated by this run"]
+        quality = _quality(settings, [h.labels, live_labels], h.start + (h.end - h.start) / 4)
+        delay = quality.median_delay_s
+        return [
+            *lines,
+            f"  vs ground truth {quality.detected} of {quality.labels} labelled anomalies "
+            f"detected (recall {quality.recall:.2f}); {quality.true_alerts} of "
+            f"{quality.alerts} alerts true (precision {quality.precision:.2f}); "
+            f"F1 {quality.f1:.2f}; median delay "
+            f"{'-' if delay is None else f'{delay:.0f} s'}",
+            '  try             pulsecast sql "SELECT * FROM gold_telemetry_scores '
+            'WHERE flagged ORDER BY score DESC LIMIT 10"',
+        ]
+
+
+def _history_and_models(
+    spark: SparkSession, settings: Settings, days: float, say: Callable[[str], None]
+) -> Models:
+    """Backfill history into an empty stream, then train and promote the missing models."""
+    from pulsecast.ml.registry import ModelRegistry
+    from pulsecast.ml.train import train
+    from pulsecast.stream.backfill import backfill_simulated
+
+    say(f"backfilling {days:g} days of simulated history into {STREAM}...")
+    history = backfill_simulated(spark, settings, STREAM, days=days, progress=say)
+    if history.skipped:
+        say(f"  {history.skipped}: kept")
+    registry = ModelRegistry(settings)
+    kinds = [k for k in ("forecaster", "detector") if registry.champion(STREAM, k) is None]
+    trained = []
+    if kinds:
+        say(f"training the {' and the '.join(kinds)} on the history...")
+        report = train(spark, settings, STREAM, kinds=kinds, progress=lambda t: say(f"  {t}"))
+        for model in report.models:
+            state = "champion" if model.promoted else f"not promoted ({model.decision})"
+            mae = model.metrics["holdout_mae"]
+            extra = ""
+            if model.kind == "forecaster":
+                extra = (
+                    f"; baselines: last value {model.metrics['last_value_mae']:.3f}, "
+                    f"seasonal {model.metrics['seasonal_mae']:.3f}"
+                )
+            trained.append(
+                f"{model.kind} version {model.version}, {state}: holdout MAE {mae:.3f}{extra}"
+            )
+    else:
+        trained.append("nothing: the forecaster and the detector have champions")
+    return Models(history, trained)
+
+
+def _quality(
+    settings: Settings, label_files: list[Path], scored_from: datetime
+) -> DetectionQuality:
+    """The stream's alerts (flagged scores in the lake) against the labels."""
+    from pulsecast.analytics.sql import run_sql
+    from pulsecast.ml.groundtruth import Alert, match_alerts, read_labels
+
+    rows = run_sql(
+        settings,
+        f"SELECT key, metric, window_start, window_end FROM gold_{STREAM}_scores WHERE flagged",  # noqa: S608
+    ).rows
+    alerts = [Alert(str(k), str(m), _utc(start), _utc(end)) for k, m, start, end in rows]
+    labels = [label for path in label_files if path.exists() for label in read_labels(path)]
+    return match_alerts(labels, alerts, scored_from=scored_from)
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _table_rows(settings: Settings) -> dict[str, int]:

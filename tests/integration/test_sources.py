@@ -59,12 +59,30 @@ def test_demo_reads_back_everything_it_sent(
     stack: Stack, stack_settings: Settings, spark: SparkSession, tmp_path: Path
 ) -> None:
     settings = job_settings(stack_settings, tmp_path)
-    result = run_demo(settings, minutes=0.05, rate_eps=2000)
+    ml = settings.ml.model_copy(
+        update={
+            "registry_uri": f"sqlite:///{tmp_path / 'registry.db'}",
+            "artifact_uri": (tmp_path / "artifacts").as_uri(),
+            "gbt_max_iter": 3,
+            "backfill_interval_s": 30.0,
+        }
+    )
+    settings = settings.model_copy(update={"ml": ml})
+    result = run_demo(settings, minutes=0.05, rate_eps=2000, history_days=0.1, entities=2)
     assert result.ok, "\n".join(result.lines())
+    # 2.4 h of history, the models trained on it, its windows scored and forecast.
+    history, forecaster, detector, scoring, truth, _ = result.ml
+    assert history.split()[:5] == ["history", "576", "events", "of", "2"], history
+    assert forecaster.startswith("  trained         forecaster version 1, champion: holdout MAE")
+    assert detector.startswith("  trained         detector version 1, champion: holdout MAE")
+    assert result.processed is not None and result.processed.model_version == 1
+    assert result.processed.forecasts > 0 and result.processed.scored > 0
+    assert "forecasts by the forecaster version 1" in scoring
+    assert truth.startswith("  vs ground truth ") and "precision" in truth
     assert result.produced.sent > 4000
     assert result.produced.rejected > 0  # the demo exercises the dead-letter path
     assert result.dead_letters_read == result.produced.rejected
     assert result.processed is not None
-    assert result.tables["silver_telemetry"] == result.processed.valid > 0
+    assert result.tables["silver_telemetry"] == result.processed.valid + 576
     assert result.tables["gold_telemetry_1m"] > 0
     assert result.warehouse_rows > 0

@@ -23,6 +23,19 @@ COMMANDS = [
     ["produce", "file"],
     ["bench"],
     ["bench", "ingest"],
+    ["bench", "detect"],
+    ["bench", "e2e"],
+    ["stream", "run"],
+    ["sql"],
+    ["report"],
+    ["detect"],
+    ["train"],
+    ["models", "list"],
+    ["models", "promote"],
+    ["models", "rollback"],
+    ["lake", "optimize"],
+    ["lake", "vacuum"],
+    ["deploy", "aws"],
 ]
 
 

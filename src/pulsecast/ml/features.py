@@ -156,13 +156,16 @@ class FeatureSpec:
         return columns
 
 
-def gold_series(gold: DataFrame) -> DataFrame:
+def gold_series(gold: DataFrame, *, final_only: bool = True) -> DataFrame:
     """A gold window table as series rows: ``key``, ``metric``, ``ts``, ``count``, ``mean``, ...
 
-    ``ts`` is the window start in epoch seconds. Only final windows are kept
-    when the table says which are (open ones may still change).
+    ``ts`` is the window start in epoch seconds. With ``final_only``, only
+    final windows are kept when the table says which are (open ones may still
+    change); live forecasting takes the windows its scoring has closed, which
+    the gold table may not have marked final yet.
     """
-    rows = gold.where(F.col("is_final")) if "is_final" in gold.columns else gold
+    final = final_only and "is_final" in gold.columns
+    rows = gold.where(F.col("is_final")) if final else gold
     return rows.where(F.col("mean").isNotNull()).select(
         "key",
         "metric",

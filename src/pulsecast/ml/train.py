@@ -218,6 +218,7 @@ def train(
     kinds: Sequence[str] = MODEL_KINDS,
     horizon_min: int | None = None,
     promote: bool = True,
+    trigger: str = "on demand",
     progress: Callable[[str], None] | None = None,
 ) -> TrainReport:
     """Train, score, register and (with ``promote``) promote the stream's models.
@@ -229,6 +230,8 @@ def train(
         kinds: ``forecaster`` and/or ``detector``.
         horizon_min: Forecast horizon; default ``ml.horizon_min``.
         promote: Make each new version champion if it beats the current one.
+        trigger: Why it trains (``on demand``, or the streaming job's schedule or
+            drift), recorded with each version as the ``trigger`` tag.
         progress: Called with a line of text at each step.
 
     Returns:
@@ -293,6 +296,7 @@ def train(
             first + step, last + step, holdout_fraction=ml.holdout_fraction, step_s=step
         )
         data = {
+            "trigger": trigger,
             "data.table": uri,
             "data.first_window": _iso(first),
             "data.last_window": _iso(last),

@@ -63,7 +63,13 @@ from pulsecast.lake.tables import (
     SILVER_PARTITIONS,
     LakeTables,
 )
+from pulsecast.monitoring.stream_metrics import (
+    PrometheusStreamListener,
+    record_batch,
+    serve_metrics,
+)
 from pulsecast.stream.errors import StreamJobError
+from pulsecast.stream.retrain import Retrainer
 from pulsecast.stream.scoring import ScoreWriter, ensure_scores_table, start_scoring
 from pulsecast.stream.transforms import (
     bronze_rows,
@@ -78,6 +84,8 @@ from pulsecast.stream.transforms import (
 from pulsecast.warehouse.schema import WAREHOUSE_COLUMNS, Warehouse
 
 if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
+
     from pyspark.sql import DataFrame, SparkSession
     from pyspark.sql.streaming.query import StreamingQuery
 
@@ -115,6 +123,9 @@ class JobStats:
     gold_rows: int = 0
     scored: int = 0
     flagged: int = 0
+    forecasts: int = 0
+    model_version: int | None = None
+    retrains: int = 0
     restarts: int = 0
     last_data_at: float = field(default_factory=time.monotonic)
     last_batch_s: float = 0.0
@@ -131,6 +142,9 @@ class JobStats:
             "gold_rows": self.gold_rows,
             "scored": self.scored,
             "flagged": self.flagged,
+            "forecasts": self.forecasts,
+            "model_version": self.model_version,
+            "retrains": self.retrains,
             "restarts": self.restarts,
         }
 
@@ -247,7 +261,14 @@ class BatchWriter:
                 cached.append(parsed)
                 # One pass: counts per reason and the valid events' newest time.
                 summary = (
-                    parsed.groupBy("reason").agg(F.count(F.lit(1)), F.max("event_time")).collect()
+                    parsed.groupBy("reason")
+                    .agg(
+                        F.count(F.lit(1)),
+                        F.max("event_time"),
+                        F.min("ingest_time"),
+                        F.max("ingest_time"),
+                    )
+                    .collect()
                 )
                 counts = {r[0]: r[1] for r in summary}
                 records = sum(counts.values())
@@ -290,6 +311,13 @@ class BatchWriter:
                 self.stats.records += records
                 self.stats.valid += valid_count
                 self.stats.rejected.update(counts)
+                ingested = [t for r in summary if r[0] is None for t in r[3:5] if t is not None]
+                record_batch(
+                    self.stream,
+                    records=records,
+                    dead_letters=counts,
+                    latencies_s=[gold_at - t.timestamp() for t in ingested],
+                )
                 self.stats.last_data_at = time.monotonic()
                 self.stats.open_windows = self.stats.open_windows or valid_count > 0
                 self.stats.last_batch_s = time.monotonic() - started
@@ -598,6 +626,13 @@ class StreamJob:
         if settings.ml.detector.enabled:
             self.scorers = {s: ScoreWriter(settings, s, self.warehouse) for s in self.streams}
         self.score_queries: dict[str, StreamingQuery] = {}
+        self.retrainers = {
+            s: Retrainer(spark, settings, s, scorer)
+            for s, scorer in self.scorers.items()
+            if scorer.forecaster is not None
+        }
+        self._listener: PrometheusStreamListener | None = None
+        self._metrics_server: WSGIServer | None = None
 
     def start(self) -> None:
         """Create tables and the warehouse schema, then start each stream's queries.
@@ -606,6 +641,10 @@ class StreamJob:
         ``ml.detector.enabled``, the scoring query behind it
         (:mod:`pulsecast.stream.scoring`).
         """
+        if self._listener is None:
+            self._listener = PrometheusStreamListener(self.settings)
+            self.spark.streams.addListener(self._listener)
+            self._metrics_server = serve_metrics(self.settings)
         if self.warehouse is not None:
             self.warehouse.migrate()
         if self.scorers:
@@ -677,6 +716,9 @@ class StreamJob:
             error = query.exception()
             if error is not None:
                 self._restart_scoring(stream, str(error).splitlines()[0])
+        for stream, retrainer in self.retrainers.items():
+            if stream in self.score_queries:
+                retrainer.poll()
 
     def _restart(self, stream: str, error: str) -> None:
         writer = self.writers[stream]
@@ -800,6 +842,12 @@ class StreamJob:
         for stream, scorer in self.scorers.items():
             stats = self.writers[stream].stats
             stats.scored, stats.flagged = scorer.stats.scored, scorer.stats.flagged
+            stats.forecasts, stats.model_version = (
+                scorer.stats.forecasts,
+                scorer.stats.model_version,
+            )
+            if stream in self.retrainers:
+                stats.retrains = len(self.retrainers[stream].outcomes)
         return {s: w.stats for s, w in self.writers.items()}
 
     def stop(self) -> None:
@@ -809,3 +857,10 @@ class StreamJob:
                 query.stop()
         self.queries.clear()
         self.score_queries.clear()
+        if self._listener is not None:
+            self.spark.streams.removeListener(self._listener)
+            self._listener = None
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+            self._metrics_server.server_close()
+            self._metrics_server = None

@@ -45,6 +45,9 @@ from pulsecast.bus.topics import topic_name
 from pulsecast.config import DetectorSettings, Settings
 from pulsecast.lake.tables import LakeTables
 from pulsecast.ml.detector import DetectorParams, DetectorState, NoveltyDetector
+from pulsecast.ml.live_error import DriftMonitor, DriftStatus, ForecastCheck
+from pulsecast.monitoring.metrics import record_forecast_errors, record_scores
+from pulsecast.stream.forecasting import FORECAST_SCHEMA, LiveForecaster
 from pulsecast.stream.transforms import numeric_fields
 
 if TYPE_CHECKING:
@@ -220,21 +223,45 @@ def scored_windows(
 
 @dataclass
 class ScoreStats:
-    """Running totals of one stream's scoring."""
+    """Running totals of one stream's scoring and forecasting."""
 
     batches: int = 0
     scored: int = 0
     flagged: int = 0
+    forecasts: int = 0
+    resolved: int = 0
+    model_version: int | None = None
+    drift: DriftStatus | None = None
 
 
 @dataclass
 class ScoreWriter:
-    """The ``foreachBatch`` sink of one stream's scores (lake, warehouse, topics)."""
+    """The ``foreachBatch`` sink of one stream's scores (lake, warehouse, topics).
+
+    With ``ml.live_forecasts`` it also forecasts each window mean with the
+    registry's champion (:mod:`pulsecast.stream.forecasting`), checks earlier
+    forecasts against the windows that followed them and watches the live
+    error for drift (:mod:`pulsecast.ml.live_error`).
+    """
 
     settings: Settings
     stream: str
     warehouse: Warehouse | None
     stats: ScoreStats = field(default_factory=ScoreStats)
+    forecaster: LiveForecaster | None = None
+    check: ForecastCheck | None = None
+    drift: DriftMonitor | None = None
+
+    def __post_init__(self) -> None:
+        ml = self.settings.ml
+        if ml.live_forecasts and self.forecaster is None:
+            self.forecaster = LiveForecaster(self.settings, self.stream)
+            self.check = ForecastCheck(step_s=ml.detector.window_s)
+            self.drift = DriftMonitor(
+                ratio=ml.drift_ratio,
+                window_s=round(ml.drift_window_min * 60),
+                min_errors=ml.drift_min_errors,
+            )
 
     @property
     def uri(self) -> str:
@@ -246,12 +273,14 @@ class ScoreWriter:
         rows = batch.toArrow()  # a few rows per entity and metric; computed once
         if rows.num_rows == 0:
             return
+        rows = self._forecast(batch.sparkSession, rows)
         self._lake(rows, batch_id)
         records = rows.to_pylist()
         if self.warehouse is not None:
             self.warehouse.upsert_scores(self.stream, DETECTOR_NAME, records)
         self._publish(records)
         flagged = sum(1 for r in records if r["flagged"])
+        record_scores(self.stream, scored=len(records), flagged=flagged)
         self.stats.batches += 1
         self.stats.scored += len(records)
         self.stats.flagged += flagged
@@ -263,16 +292,48 @@ class ScoreWriter:
             flagged,
         )
 
+    def _forecast(self, spark: SparkSession, rows: pa.Table) -> pa.Table:
+        """``rows`` with ``forecast``, ``horizon_min`` and ``model_version`` (null if none)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        seconds = pc.divide(
+            pc.cast(pc.cast(rows["window_start"], pa.timestamp("us", tz="UTC")), pa.int64()),
+            1_000_000,
+        )
+        rows = rows.append_column("window_s", seconds)
+        made = None if self.forecaster is None else self.forecaster.forecast(spark, rows)
+        if made is None:
+            made = FORECAST_SCHEMA.empty_table()
+        joined = rows.join(made, ["key", "metric", "window_s"], join_type="left outer")
+        self.stats.forecasts += made.num_rows
+        champion = None if self.forecaster is None else self.forecaster.champion
+        if champion is not None and self.check is not None and self.drift is not None:
+            self.stats.model_version = champion.version
+            self.drift.watch(champion.version, champion.holdout_mae)
+            means = joined.filter(pc.is_in(joined["metric"], pa.array(champion.model.spec.metrics)))
+            resolved = self.check.add(
+                means.append_column("horizon_s", pc.multiply(means["horizon_min"], 60))
+            )
+            self.drift.add(resolved)
+            for group in resolved.group_by("metric").aggregate([("abs_error", "list")]).to_pylist():
+                record_forecast_errors(self.stream, group["metric"], group["abs_error_list"])
+            self.stats.resolved += resolved.num_rows
+            self.stats.drift = self.drift.status()
+        return joined.drop_columns(["window_s"])
+
     def _lake(self, rows: pa.Table, batch_id: int) -> None:
         import pyarrow as pa
         import pyarrow.compute as pc
 
         from pulsecast.lake.small_tables import append_once
 
+        schema = scores_schema()
         table = rows.append_column(
             "window_date", pc.cast(rows["window_start"], pa.date32())
         ).append_column("detector", pa.array([DETECTOR_NAME] * rows.num_rows))
-        table = table.cast(scores_schema())  # the table exists: StreamJob created it
+        # The table exists with these columns: StreamJob created or extended it.
+        table = table.select(schema.names).cast(schema)
         append_once(self.uri, table, f"pulsecast-scores-{self.stream}", batch_id)
 
     def _publish(self, records: list[dict[str, Any]]) -> None:
@@ -305,6 +366,9 @@ def _message(stream: str, record: dict[str, Any]) -> dict[str, Any]:
         "anomaly_score": record["score"],
         "flagged": record["flagged"],
         "detector": DETECTOR_NAME,
+        "forecast": record["forecast"],
+        "horizon_min": record["horizon_min"],
+        "model_version": record["model_version"],
     }
 
 
@@ -325,17 +389,31 @@ def scores_schema() -> pa.Schema:
             ("flagged", pa.bool_()),
             ("window_date", pa.date32()),
             ("detector", pa.string()),
+            ("forecast", pa.float64()),
+            ("horizon_min", pa.int32()),
+            ("model_version", pa.int64()),
         ]
     )
 
 
-def ensure_scores_table(uri: str) -> None:
-    """Create the scores table (empty, partitioned by window date) if it does not exist."""
-    from deltalake import DeltaTable, write_deltalake
+#: Columns added to the scores table after its first release, with their Delta types.
+_ADDED_COLUMNS = {"forecast": "double", "horizon_min": "integer", "model_version": "long"}
 
-    if DeltaTable.is_deltatable(uri):
+
+def ensure_scores_table(uri: str) -> None:
+    """Create the scores table (empty, partitioned by window date), or add missing columns."""
+    from deltalake import DeltaTable, write_deltalake
+    from deltalake.schema import Field, PrimitiveType
+
+    if not DeltaTable.is_deltatable(uri):
+        schema = scores_schema()
+        write_deltalake(uri, schema.empty_table(), partition_by=["window_date"], mode="ignore")
         return
-    write_deltalake(uri, scores_schema().empty_table(), partition_by=["window_date"], mode="ignore")
+    table = DeltaTable(uri)
+    have = {f.name for f in table.schema().fields}
+    missing = [Field(n, PrimitiveType(t)) for n, t in _ADDED_COLUMNS.items() if n not in have]
+    if missing:
+        table.alter.add_columns(missing)
 
 
 def start_scoring(

@@ -108,6 +108,19 @@ MIGRATIONS: tuple[Migration, ...] = (
             f"CREATE INDEX IF NOT EXISTS alerts_time ON {ALERTS_TABLE} (stream, window_start)",
         ),
     ),
+    Migration(
+        3,
+        "live forecasts with the scores",
+        tuple(
+            f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column}"
+            for table in (SCORES_TABLE, ALERTS_TABLE)
+            for column in (
+                "forecast double precision",
+                "horizon_min integer",
+                "model_version bigint",
+            )
+        ),
+    ),
 )
 
 #: Columns of the scores and alerts tables that loaders write, in order.
@@ -121,6 +134,9 @@ SCORE_COLUMNS = (
     "count",
     "anomaly_score",
     "detector",
+    "forecast",
+    "horizon_min",
+    "model_version",
 )
 
 
@@ -291,7 +307,8 @@ class Warehouse:
             stream: The stream scored.
             detector: Name and version of the detector.
             records: Scores: ``key``, ``metric``, ``window_start``, ``window_end``,
-                ``value``, ``count``, ``score`` and ``flagged``.
+                ``value``, ``count``, ``score`` and ``flagged``; and ``forecast``,
+                ``horizon_min`` and ``model_version`` when a forecast was made.
 
         Returns:
             How many scores were written.
@@ -307,6 +324,9 @@ class Warehouse:
                 r["count"],
                 r["score"],
                 detector,
+                r.get("forecast"),
+                r.get("horizon_min"),
+                r.get("model_version"),
             )
             for r in records
         ]

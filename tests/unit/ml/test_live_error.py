@@ -1,0 +1,123 @@
+"""Live forecast errors: forecasts resolved against the windows after them; drift."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+from pulsecast.ml.live_error import ROWS_SCHEMA, DriftMonitor, ForecastCheck
+
+STEP = 60
+HORIZON = 180  # three windows
+
+
+def batch(*rows: tuple[str, int, float, int, float | None]) -> pa.Table:
+    """Rows of (key, minute, value, count, forecast) for metric ``t``."""
+    return pa.Table.from_pylist(
+        [
+            {
+                "key": key,
+                "metric": "t",
+                "window_s": minute * STEP,
+                "value": value,
+                "count": count,
+                "forecast": forecast,
+                "horizon_s": HORIZON if forecast is not None else None,
+                "model_version": 1 if forecast is not None else None,
+            }
+            for key, minute, value, count, forecast in rows
+        ],
+        schema=ROWS_SCHEMA,
+    )
+
+
+def test_a_forecast_resolves_once_its_horizon_has_closed_to_the_count_weighted_mean() -> None:
+    check = ForecastCheck(step_s=STEP)
+    assert check.add(batch(("a", 0, 10.0, 6, 12.0))).num_rows == 0
+    # Minutes 1 and 2 follow; the horizon (minutes 1..3) is not over yet.
+    assert check.add(batch(("a", 1, 11.0, 1, None), ("a", 2, 14.0, 3, None))).num_rows == 0
+    assert check.pending == 1
+    # Minute 3 closes it: (11*1 + 14*3 + 20*2) / 6 = 15.5; minute 4 is beyond the horizon.
+    resolved = check.add(batch(("a", 3, 20.0, 2, None), ("a", 4, 99.0, 9, None))).to_pylist()
+    assert resolved == [
+        {
+            "key": "a",
+            "metric": "t",
+            "window_s": 0,
+            "model_version": 1,
+            "forecast": 12.0,
+            "actual": 15.5,
+            "abs_error": 3.5,
+        }
+    ]
+    assert check.pending == 0
+    assert check.add(batch(("a", 5, 1.0, 1, None))).num_rows == 0  # resolved only once
+
+
+def test_forecasts_of_entities_stay_apart_and_a_horizon_without_data_is_dropped() -> None:
+    check = ForecastCheck(step_s=STEP)
+    check.add(batch(("a", 0, 1.0, 1, 2.0), ("b", 0, 1.0, 1, 5.0)))
+    # b goes quiet: its horizon passes with no data; a's resolves on its own windows.
+    resolved = check.add(batch(("a", 1, 3.0, 1, None), ("a", 3, 3.0, 1, None))).to_pylist()
+    assert [(r["key"], r["actual"], r["abs_error"]) for r in resolved] == [("a", 3.0, 1.0)]
+    assert check.pending == 0
+
+
+def test_the_check_forgets_windows_no_pending_forecast_needs() -> None:
+    check = ForecastCheck(step_s=STEP)
+    for minute in range(100):
+        check.add(batch(("a", minute, float(minute), 1, float(minute))))
+    assert check.pending == 3  # the last three minutes' horizons are still open
+    assert check._actuals.num_rows <= 3
+
+
+def resolved(minutes: range, error: float, version: int = 1) -> pa.Table:
+    return pa.Table.from_pylist(
+        [
+            {
+                "key": "a",
+                "metric": "t",
+                "window_s": m * STEP,
+                "model_version": version,
+                "forecast": 0.0,
+                "actual": error,
+                "abs_error": error,
+            }
+            for m in minutes
+        ]
+    )
+
+
+def test_drift_needs_a_whole_window_of_errors_above_the_ratio() -> None:
+    monitor = DriftMonitor(ratio=2.0, window_s=30 * STEP, min_errors=10)
+    assert not monitor.status().drifting  # no model yet
+    monitor.watch(1, {"t": 1.0})
+    monitor.add(resolved(range(10), 5.0))
+    status = monitor.status()
+    assert not status.drifting and status.reason == "watched 540 s of 1800 s"
+    monitor.add(resolved(range(10, 40), 5.0))
+    status = monitor.status()
+    assert status.drifting, status
+    assert status.live_mae == {"t": 5.0} and status.errors == 30  # the last 30 minutes only
+    assert status.reason == "live MAE of t is 5.0x its holdout MAE (5 vs 1) over 1740 s"
+
+
+def test_no_drift_within_the_ratio_and_a_new_model_starts_afresh() -> None:
+    monitor = DriftMonitor(ratio=2.0, window_s=30 * STEP, min_errors=10)
+    monitor.watch(1, {"t": 1.0})
+    monitor.add(resolved(range(40), 1.9))
+    assert not monitor.status().drifting
+    monitor.add(resolved(range(40, 80), 3.0))
+    assert monitor.status().drifting
+    monitor.watch(2, {"t": 1.0})
+    assert monitor.status().errors == 0
+    monitor.add(resolved(range(80, 120), 3.0, version=1))  # the old model's late resolutions
+    assert monitor.status().errors == 0 and not monitor.status().drifting
+
+
+@pytest.mark.parametrize("holdout", [{}, {"t": 0.0}, {"other": 1.0}])
+def test_a_metric_without_a_holdout_error_is_never_judged(holdout: dict[str, float]) -> None:
+    monitor = DriftMonitor(ratio=2.0, window_s=30 * STEP, min_errors=10)
+    monitor.watch(1, holdout)
+    monitor.add(resolved(range(40), 100.0))
+    assert not monitor.status().drifting
