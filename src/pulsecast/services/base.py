@@ -175,8 +175,10 @@ class PidFile:
         try:
             proc = psutil.Process(pid)
             cmdline = proc.cmdline()
-            alive = proc.status() != psutil.STATUS_ZOMBIE and all(
-                marker in cmdline for marker in self.markers
+            # Our own child is ours even before its exec shows the command line:
+            # just after the fork it still carries this process's (seen on a busy machine).
+            alive = proc.status() != psutil.STATUS_ZOMBIE and (
+                all(marker in cmdline for marker in self.markers) or proc.ppid() == os.getpid()
             )
         except psutil.Error:
             alive = False

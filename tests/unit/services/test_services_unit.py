@@ -45,6 +45,22 @@ def test_pid_file_finds_our_live_process(tmp_path: Path) -> None:
         proc.wait()
 
 
+def test_pid_file_counts_our_own_child_before_its_command_line_shows(tmp_path: Path) -> None:
+    # Just after the fork a child still shows this process's command line, without
+    # the marker: a busy machine once judged a starting NameNode dead in that gap.
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        pid_file = PidFile(tmp_path / "x.pid", marker="not-in-its-command-line")
+        pid_file.write(proc.pid)
+        assert pid_file.read() == proc.pid
+        proc.kill()
+        proc.wait()
+        assert pid_file.read() is None  # and once it is gone, it is gone
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_pid_file_not_owned_is_never_removed(tmp_path: Path) -> None:
     path = tmp_path / "postmaster.pid"
     path.write_text("999999\n/data\n")
