@@ -23,6 +23,7 @@ from pulsecast.config import Settings, load_settings
 from pulsecast.deploy.cli import deploy_app
 from pulsecast.errors import PulsecastError
 from pulsecast.logging import configure_logging
+from pulsecast.security.cli import audit_app, security_app
 
 
 class _Group(TyperGroup):
@@ -59,6 +60,8 @@ lake_app = typer.Typer(
 )
 app.add_typer(lake_app, name="lake")
 app.add_typer(deploy_app, name="deploy")
+app.add_typer(security_app, name="security")
+app.add_typer(audit_app, name="audit")
 
 
 def _settings(ctx: typer.Context) -> Settings:

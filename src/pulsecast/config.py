@@ -44,6 +44,7 @@ __all__ = [
     "MonitoringSettings",
     "PathsSettings",
     "PostgresSettings",
+    "SecuritySettings",
     "Settings",
     "SimulatorSettings",
     "SparkSettings",
@@ -741,6 +742,67 @@ class AwsSettings(_Section):
         return self
 
 
+class SecuritySettings(_Section):
+    """Security: certificates, keys, API keys, rate limits and the audit trail.
+
+    Files live under ``<data_dir>/security`` unless ``dir`` says otherwise; see
+    docs/security.md. Every field is read from ``PULSECAST_SECURITY__<FIELD>`` too.
+    """
+
+    enabled: bool = Field(
+        False, description="Require API keys and apply rate limits on the HTTP ingest."
+    )
+    dir: Path | None = Field(
+        None,
+        description="Certificates, keystore, API keys and audit log; default <data_dir>/security.",
+    )
+    ca_validity_days: int = Field(3650, ge=1, description="Lifetime of the local CA, days.")
+    cert_validity_days: int = Field(
+        365, ge=1, description="Lifetime of server and client certificates, days."
+    )
+    renew_before_days: int = Field(
+        30, ge=0, description="`security check` warns when a certificate expires sooner."
+    )
+    master_key: SecretStr | None = Field(
+        None,
+        description="Master key of the local keystore, 32 bytes base64url "
+        "(PULSECAST_SECURITY__MASTER_KEY); default: the 0600 file <dir>/keys/master.key.",
+    )
+    key_rate_per_s: float = Field(
+        200.0, ge=0, description="Ingest requests per second one API key may make; 0 = no limit."
+    )
+    key_burst: int = Field(400, ge=1, description="Requests one API key may make at once.")
+    address_rate_per_s: float = Field(
+        100.0,
+        ge=0,
+        description="Ingest requests per second one client address may make; 0 = no limit.",
+    )
+    address_burst: int = Field(200, ge=1, description="Requests one address may make at once.")
+    audit: bool = Field(True, description="Record control actions in the audit log.")
+    audit_refusals_per_minute: int = Field(
+        20,
+        ge=0,
+        description="Refused HTTP requests recorded one by one per minute; the rest are "
+        "counted in one summary record per minute.",
+    )
+
+
+class DashboardSettings(_Section):
+    """The live web dashboard (`pulsecast dashboard`); see docs/dashboard.md."""
+
+    host: str = Field("127.0.0.1", description="Address the dashboard binds to.")
+    port: int = Field(8050, ge=1, le=65535, description="Port of the dashboard.")
+    stream: str = Field("telemetry", description="The stream shown when none is chosen.")
+    refresh_s: float = Field(
+        5.0, gt=0, le=3600, description="Seconds between two refreshes of the page's panels."
+    )
+
+    @property
+    def url(self) -> str:
+        """Base URL of the dashboard."""
+        return f"http://{self.host}:{self.port}"
+
+
 class Settings(BaseSettings):
     """Every setting of pulsecast, by section."""
 
@@ -765,7 +827,9 @@ class Settings(BaseSettings):
     spark_standalone: SparkStandaloneSettings = SparkStandaloneSettings()
     ml: MlSettings = MlSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
+    dashboard: DashboardSettings = DashboardSettings()
     aws: AwsSettings = AwsSettings()
+    security: SecuritySettings = SecuritySettings()
     streams: dict[str, StreamSpec] = Field(default_factory=default_streams)
     config_file: Path | None = Field(
         None, description="The TOML file these settings were read from (set by load_settings)."

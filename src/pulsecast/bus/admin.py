@@ -11,6 +11,7 @@ from pulsecast.bus.clients import admin_config
 from pulsecast.bus.errors import BusError, BusUnavailableError, TopicNotFoundError
 from pulsecast.bus.topics import TopicSpec, topic_specs
 from pulsecast.config import Settings
+from pulsecast.security.audit import record as audit
 
 __all__ = ["TopicAdmin"]
 
@@ -68,6 +69,7 @@ class TopicAdmin:
                     raise BusError(msg) from exc
         if created:
             log.info("created topics %s", ", ".join(sorted(created)))
+            audit(self.settings, "topic.create", ",".join(sorted(created)))
         return created
 
     def ensure_streams(self, streams: list[str] | None = None) -> list[str]:
@@ -86,6 +88,7 @@ class TopicAdmin:
                 if exc.args[0].name() != "UNKNOWN_TOPIC_OR_PART":
                     msg = f"cannot delete topic {name!r}: {exc.args[0].str()}"
                     raise BusError(msg) from exc
+        audit(self.settings, "topic.delete", ",".join(sorted(names)))
 
     def partitions(self, topic: str) -> int:
         """How many partitions ``topic`` has."""

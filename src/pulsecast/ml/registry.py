@@ -47,6 +47,7 @@ from pulsecast.ml.errors import (
     PromotionRefusedError,
     RegistryError,
 )
+from pulsecast.security.audit import record as audit
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -440,6 +441,8 @@ class ModelRegistry:
         history = self._history(candidate.name)
         self._crown(candidate.name, version, [*history, version])
         log.info("promoted %s version %s: %s", candidate.name, version, decision.reason)
+        details = {"version": version, "force": force, "reason": decision.reason}
+        audit(self.settings, "model.promote", candidate.name, details=details)
         return decision
 
     def rollback(self, stream: str, kind: str) -> tuple[int, int]:
@@ -463,6 +466,8 @@ class ModelRegistry:
             raise NoPreviousChampionError(name)
         self._crown(name, history[-1], history)
         log.info("rolled %s back from version %s to %s", name, current, history[-1])
+        details = {"from": int(current), "to": history[-1]}
+        audit(self.settings, "model.rollback", name, details=details)
         return int(current), history[-1]
 
     # -- files -----------------------------------------------------------------------------

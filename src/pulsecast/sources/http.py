@@ -11,9 +11,16 @@ The body is ``{"events": [...]}`` or a bare JSON array; a batch whose events
 are all valid is decoded and validated in one pass of msgspec's C code.
 
 Answers: 200 with per-event results; 400 when the body is not a batch;
-404 for an unknown stream; 413 for a body or batch over the limits; 503 with
+404 for an unknown stream; 413 for a body or batch over the limits (a body is
+refused as soon as it is too big, before the rest is read); 503 with
 ``Retry-After`` when Kafka did not acknowledge in time (per-event status
 ``failed`` then says which events to resend).
+
+With ``security.enabled``, a POST needs an API key with the ``ingest`` role
+(``Authorization: Bearer <key>`` or ``X-API-Key``): 401 without a valid one,
+403 without the role, 429 with ``Retry-After`` over the per-key or
+per-address rate limit (:mod:`pulsecast.security.guard`). Security off, the
+endpoint takes anyone, as before.
 
 ``GET /metrics`` serves the endpoint's Prometheus metrics
 (``pulsecast_ingest_*`` of :mod:`pulsecast.monitoring.metrics`): requests by
@@ -47,6 +54,7 @@ from pulsecast.config import Settings
 from pulsecast.events.envelope import Rejection
 from pulsecast.events.schema import SchemaRegistry
 from pulsecast.monitoring import metrics
+from pulsecast.security.guard import IngestGuard
 
 __all__ = ["create_app", "serve"]
 
@@ -111,6 +119,7 @@ def create_app(settings: Settings) -> FastAPI:
     registry = SchemaRegistry(settings.streams)
     limits = settings.ingest
     holder: dict[str, EventProducer] = {}
+    guard = IngestGuard.from_settings(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -156,7 +165,16 @@ def create_app(settings: Settings) -> FastAPI:
     async def ingest(stream: str, request: Request) -> Response:
         """Validate a batch of events; produce the valid ones, dead-letter the rest."""
         started = time.perf_counter()
-        response = await handle(stream, request)
+        refusal = None
+        if guard is not None:
+            address = request.client.host if request.client else "unknown"
+            refusal = await asyncio.to_thread(
+                guard.check, request.headers, address, "ingest", target=stream
+            )
+        if refusal is not None:
+            response = _error(refusal.status, refusal.message, refusal.headers)
+        else:
+            response = await handle(stream, request)
         # Only configured streams become label values: the label set stays bounded.
         label = stream if stream in registry else "unknown"
         metrics.INGEST_REQUESTS.labels(label, str(response.status_code)).inc()
@@ -171,9 +189,14 @@ def create_app(settings: Settings) -> FastAPI:
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limits.max_body_bytes:
             return _error(413, f"body of {declared} bytes exceeds {limits.max_body_bytes}")
-        body = await request.body()
-        if len(body) > limits.max_body_bytes:
-            return _error(413, f"body of {len(body)} bytes exceeds {limits.max_body_bytes}")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limits.max_body_bytes:  # refused before the rest is read
+                return _error(413, f"body exceeds {limits.max_body_bytes} bytes")
+            chunks.append(chunk)
+        body = b"".join(chunks)
         schema = registry[stream]
         try:
             array = _split_body(body)

@@ -167,6 +167,27 @@ def test_registry_versions_promote_refuse_force_rollback(
     assert registry.download(registry.version("telemetry", "forecaster", 2)) == files
 
 
+def test_registry_promote_and_rollback_are_audited(
+    registry: ModelRegistry, settings: Settings, tmp_path: Path
+) -> None:
+    from pulsecast.security.audit import audit_log
+
+    register(registry, tmp_path, 0.5)
+    register(registry, tmp_path, 0.4)
+    registry.promote("telemetry", "forecaster", 1)
+    registry.promote("telemetry", "forecaster", 2)
+    registry.rollback("telemetry", "forecaster")
+    records = list(audit_log(settings).records())
+    assert [(r["action"], r["target"]) for r in records] == [
+        ("model.promote", "telemetry-forecaster"),
+        ("model.promote", "telemetry-forecaster"),
+        ("model.rollback", "telemetry-forecaster"),
+    ]
+    assert records[1]["details"]["version"] == 2 and records[1]["details"]["force"] is False
+    assert records[2]["details"] == {"from": 2, "to": 1}
+    assert audit_log(settings).verify().ok
+
+
 def test_registry_errors_name_what_is_missing(registry: ModelRegistry, tmp_path: Path) -> None:
     with pytest.raises(ModelNotFoundError, match="no model telemetry-detector in the registry"):
         registry.version("telemetry", "detector", 1)

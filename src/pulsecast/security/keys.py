@@ -1,0 +1,312 @@
+"""Key management: a KMS interface and the local keystore with envelope encryption.
+
+Data is encrypted with *data keys* (AES-256-GCM); data keys are stored only
+*wrapped* (encrypted) by a *master key*. Rotating the master key re-wraps the
+data keys and touches no data: what they encrypted stays readable. This is
+the scheme of AWS KMS's ``GenerateDataKey``; :class:`KeyManagementService` is
+the interface a KMS-backed implementation plugs into later, and
+:class:`LocalKeystore` the default one.
+
+The master key (32 bytes) comes from ``security.master_key``
+(``PULSECAST_SECURITY__MASTER_KEY``, base64url) or from the ``0600`` file
+``<security dir>/keys/master.key`` made on first use. Wrapped data keys live
+in ``keys/keystore.json``, each bound (as GCM associated data) to its name, so
+a wrapped key copied under another name does not open. Keys are never logged.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import logging
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from pulsecast.security._files import private_dir, security_dir, write_private
+from pulsecast.security.errors import KeystoreError, UnwrapError
+
+if TYPE_CHECKING:
+    from pulsecast.config import Settings
+
+__all__ = [
+    "DataKey",
+    "KeyManagementService",
+    "LocalKeystore",
+    "decode_master_key",
+    "key_fingerprint",
+    "keystore_for",
+    "new_master_key",
+]
+
+log = logging.getLogger(__name__)
+
+_KEY_BYTES = 32
+_NONCE_BYTES = 12
+_FORMAT = 1  # first byte of every ciphertext this module writes
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text.encode())
+
+
+def new_master_key() -> str:
+    """A fresh random master key, base64url (the form ``PULSECAST_SECURITY__MASTER_KEY`` takes)."""
+    return _b64(AESGCM.generate_key(bit_length=256))
+
+
+def decode_master_key(text: str) -> bytes:
+    """The 32 bytes of a base64url master key.
+
+    Raises:
+        KeystoreError: It is not base64 of 32 bytes (the message never shows the value).
+    """
+    try:
+        key = base64.urlsafe_b64decode(text.strip().encode())
+    except (binascii.Error, ValueError):
+        key = b""
+    if len(key) != _KEY_BYTES:
+        msg = f"master key must be {_KEY_BYTES} bytes in base64url"
+        raise KeystoreError(msg)
+    return key
+
+
+def key_fingerprint(key: bytes) -> str:
+    """A public identifier of a key: enough to tell keys apart, useless to an attacker."""
+    return hashlib.sha256(b"pulsecast-key-id\0" + key).hexdigest()[:16]
+
+
+def _seal(key: bytes, plaintext: bytes, aad: bytes) -> bytes:
+    nonce = os.urandom(_NONCE_BYTES)
+    return bytes([_FORMAT]) + nonce + AESGCM(key).encrypt(nonce, plaintext, aad)
+
+
+def _open(key: bytes, blob: bytes, aad: bytes, name: str) -> bytes:
+    if len(blob) < 1 + _NONCE_BYTES + 16 or blob[0] != _FORMAT:
+        raise UnwrapError(name)
+    nonce, body = blob[1 : 1 + _NONCE_BYTES], blob[1 + _NONCE_BYTES :]
+    try:
+        return AESGCM(key).decrypt(nonce, body, aad)
+    except InvalidTag:
+        raise UnwrapError(name) from None
+
+
+@dataclass(frozen=True)
+class DataKey:
+    """A data key: its plaintext (keep in memory only) and its wrapped form (safe to store)."""
+
+    name: str
+    plaintext: bytes
+    wrapped: bytes
+
+    def __repr__(self) -> str:
+        return f"DataKey(name={self.name!r}, plaintext=<{len(self.plaintext)} bytes>)"
+
+
+class KeyManagementService(ABC):
+    """Wraps and unwraps data keys with a master key the caller never sees.
+
+    Implementations: :class:`LocalKeystore`; an AWS KMS one later (``wrap`` =
+    ``Encrypt``, ``unwrap`` = ``Decrypt``, ``generate_data_key`` =
+    ``GenerateDataKey``, the name as encryption context).
+    """
+
+    @abstractmethod
+    def wrap(self, name: str, plaintext: bytes) -> bytes:
+        """Encrypt a data key under the master key, bound to ``name``."""
+
+    @abstractmethod
+    def unwrap(self, name: str, wrapped: bytes) -> bytes:
+        """Decrypt a wrapped data key.
+
+        Raises:
+            UnwrapError: Wrong master key, wrong name or tampered bytes.
+        """
+
+    def generate_data_key(self, name: str) -> DataKey:
+        """A new random AES-256 data key, in plaintext and wrapped."""
+        plaintext = AESGCM.generate_key(bit_length=256)
+        return DataKey(name, plaintext, self.wrap(name, plaintext))
+
+
+class LocalKeystore(KeyManagementService):
+    """Named data keys wrapped by a local master key, in ``<folder>/keystore.json``.
+
+    Args:
+        folder: Where ``keystore.json`` (and ``master.key`` when no key is given) live.
+        master_key: The master key's 32 bytes; default: read ``master.key``,
+            creating it (``0600``) when absent.
+    """
+
+    def __init__(self, folder: Path, *, master_key: bytes | None = None) -> None:
+        self.folder = folder
+        self._from_file = master_key is None
+        self._finish_rotation()
+        self._master = master_key if master_key is not None else self._file_master()
+        if len(self._master) != _KEY_BYTES:
+            msg = f"master key must be {_KEY_BYTES} bytes"
+            raise KeystoreError(msg)
+
+    @property
+    def path(self) -> Path:
+        """The keystore file."""
+        return self.folder / "keystore.json"
+
+    @property
+    def master_file(self) -> Path:
+        """The master key file (used when no key is given)."""
+        return self.folder / "master.key"
+
+    @property
+    def master_id(self) -> str:
+        """Fingerprint of the master key in use."""
+        return key_fingerprint(self._master)
+
+    def export_master(self) -> str:
+        """The master key, base64url: only to hand it to whoever keeps it (after a rotation)."""
+        return _b64(self._master)
+
+    def _file_master(self) -> bytes:
+        if not self.master_file.is_file():
+            private_dir(self.folder)
+            write_private(self.master_file, new_master_key().encode())
+            log.info("created a master key in %s", self.master_file)
+        return decode_master_key(self.master_file.read_text())
+
+    def _finish_rotation(self) -> None:
+        """Complete a rotation interrupted between writing the keystore and the key file."""
+        pending = self.folder / "master.key.new"
+        if not (self._from_file and pending.is_file()):
+            return
+        new_id = key_fingerprint(decode_master_key(pending.read_text()))
+        if self._load().get("master_id") == new_id:
+            pending.replace(self.master_file)
+        else:
+            pending.unlink()
+
+    def _load(self) -> dict[str, Any]:
+        try:
+            data: dict[str, Any] = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return {"version": 1, "master_id": None, "keys": {}}
+        except (OSError, ValueError) as exc:
+            msg = f"{self.path}: unreadable keystore: {exc}"
+            raise KeystoreError(msg) from exc
+        return data
+
+    def _save(self, data: dict[str, Any]) -> None:
+        write_private(self.path, json.dumps(data, indent=2, sort_keys=True).encode())
+
+    def _check_master(self, data: dict[str, Any]) -> None:
+        stored = data.get("master_id")
+        if stored is not None and stored != self.master_id:
+            msg = (
+                f"{self.path} was wrapped by master key {stored}, "
+                f"not by the one given ({self.master_id})"
+            )
+            raise KeystoreError(msg)
+
+    # -- KMS interface ----------------------------------------------------------------------
+
+    def wrap(self, name: str, plaintext: bytes) -> bytes:
+        """See base class."""
+        return _seal(self._master, plaintext, b"data-key\0" + name.encode())
+
+    def unwrap(self, name: str, wrapped: bytes) -> bytes:
+        """See base class."""
+        return _open(self._master, wrapped, b"data-key\0" + name.encode(), name)
+
+    # -- named keys ------------------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        """Names of the stored data keys."""
+        return sorted(self._load()["keys"])
+
+    def data_key(self, name: str) -> bytes:
+        """The plaintext of data key ``name``, created and stored (wrapped) on first use.
+
+        Raises:
+            KeystoreError: The keystore was wrapped by another master key.
+            UnwrapError: The stored wrapped key does not open (tampered).
+        """
+        data = self._load()
+        self._check_master(data)
+        entry = data["keys"].get(name)
+        if entry is not None:
+            return self.unwrap(name, _unb64(entry["wrapped"]))
+        key = self.generate_data_key(name)
+        data["master_id"] = self.master_id
+        data["keys"][name] = {
+            "wrapped": _b64(key.wrapped),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        self._save(data)
+        log.info("created data key %s", name)
+        return key.plaintext
+
+    def encrypt(self, name: str, plaintext: bytes) -> bytes:
+        """Encrypt ``plaintext`` with data key ``name`` (AES-256-GCM, name bound)."""
+        return _seal(self.data_key(name), plaintext, b"data\0" + name.encode())
+
+    def decrypt(self, name: str, blob: bytes) -> bytes:
+        """Decrypt what :meth:`encrypt` returned.
+
+        Raises:
+            UnwrapError: Wrong key, wrong name or tampered bytes.
+        """
+        return _open(self.data_key(name), blob, b"data\0" + name.encode(), name)
+
+    def rotate_master(self, new_master: bytes | None = None) -> int:
+        """Re-wrap every data key under a new master key; data encrypted before stays readable.
+
+        Args:
+            new_master: The new key's 32 bytes; default a random one. With a
+                file master the file is replaced; with a key given by the
+                environment the caller must put the new key there.
+
+        Returns:
+            How many data keys were re-wrapped.
+        """
+        new = new_master if new_master is not None else AESGCM.generate_key(bit_length=256)
+        if len(new) != _KEY_BYTES:
+            msg = f"master key must be {_KEY_BYTES} bytes"
+            raise KeystoreError(msg)
+        data = self._load()
+        self._check_master(data)
+        plain = {n: self.unwrap(n, _unb64(e["wrapped"])) for n, e in data["keys"].items()}
+        pending = self.folder / "master.key.new"
+        if self._from_file:
+            write_private(pending, _b64(new).encode())
+        self._master = new
+        for name, key in plain.items():
+            data["keys"][name]["wrapped"] = _b64(self.wrap(name, key))
+        data["master_id"] = self.master_id
+        data["rotated"] = datetime.now(UTC).isoformat(timespec="seconds")
+        self._save(data)
+        if self._from_file:
+            pending.replace(self.master_file)
+        log.info("rotated the master key; re-wrapped %d data keys", len(plain))
+        return len(plain)
+
+
+def keystore_for(settings: Settings) -> LocalKeystore:
+    """The local keystore of these settings (``<security dir>/keys``).
+
+    The master key is ``security.master_key`` when set, else the key file
+    (created on first use).
+    """
+    secret = settings.security.master_key
+    master = decode_master_key(secret.get_secret_value()) if secret is not None else None
+    return LocalKeystore(security_dir(settings) / "keys", master_key=master)
