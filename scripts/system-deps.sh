@@ -12,6 +12,8 @@ command -v mvn  >/dev/null 2>&1 || missing+=(maven)
 command -v kcat >/dev/null 2>&1 || missing+=(kcat)
 # Chromium renders the report's PNG charts (Kaleido drives it; it downloads no browser).
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+# chromedriver lets the dashboard's browser test drive that Chromium (Selenium).
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 # Installed without recommends (no node exporter); pulsecast runs its own processes.
 monitoring=()
 command -v prometheus >/dev/null 2>&1 || monitoring+=(prometheus)

@@ -532,6 +532,38 @@ def report(
 
 
 @app.command()
+def dashboard(
+    ctx: typer.Context,
+    port: Annotated[int | None, typer.Option(help="Port (default: dashboard.port, 8050).")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Address to bind (default: dashboard.host, 127.0.0.1).")
+    ] = None,
+    stream: Annotated[
+        str | None, typer.Option(help="Stream shown first (default: dashboard.stream).")
+    ] = None,
+) -> None:
+    """Serve the live web dashboard (Plotly charts over the lake, refreshed in place)."""
+    from pulsecast.dashboard import serve as serve_dashboard
+
+    settings = _settings(ctx)
+    update: dict[str, Any] = {}
+    if port is not None:
+        update["port"] = port
+    if host is not None:
+        update["host"] = host
+    if update:
+        section = settings.dashboard.model_copy(update=update)
+        settings = settings.model_copy(update={"dashboard": section})
+    chosen = stream or settings.dashboard.stream
+    if chosen not in settings.streams:
+        known = ", ".join(sorted(settings.streams))
+        msg = f"--stream {chosen!r} is not configured; streams: {known}"
+        raise PulsecastError(msg)
+    _say(f"pulsecast dashboard on {settings.dashboard.url} (stream {chosen}); Ctrl-C stops it")
+    serve_dashboard(settings, stream=chosen)
+
+
+@app.command()
 def detect(
     ctx: typer.Context,
     paths: Annotated[

@@ -332,3 +332,54 @@ def test_named_lake_files_and_portable_functions(lake: Settings) -> None:
         "pc_weekday(TIMESTAMP '2026-05-10 23:00:00'), extract(hour FROM window_start) "
         "FROM gold_telemetry_1m WHERE key = 'm-2' AND window_date = DATE '2026-05-05'",
     ).rows == [(90.0, 6, 9)]
+
+
+# -- the dashboard's analyses (throughput, recent_scores, scored_series) ---------------------------
+
+
+def test_named_throughput(lake: Settings) -> None:
+    assert columns(lake, "throughput") == ["minute", "received", "landed", "entities"]
+    # bronze: 4 records at 10:00 (one invalid), 3 at 11:00 (one repeat); silver: batch 0
+    # (3 events) written at 10:00:12, batch 1 (2 events) at 11:00:10, all of m-1.
+    assert rows(lake, "throughput") == [(at(4, 10), 4, 3, 1), (at(4, 11), 3, 2, 1)]
+    assert rows(lake, "throughput", until="2026-05-04T10:30") == [(at(4, 10), 4, 3, 1)]
+    assert rows(lake, "throughput", since="2026-05-04T11:00:05") == [(at(4, 11), 0, 2, 1)]
+
+
+def test_named_recent_scores(lake: Settings) -> None:
+    assert columns(lake, "recent_scores") == [
+        "key", "metric", "window_start", "window_end", "value", "count", "score", "flagged",
+        "forecast", "horizon_min", "model_version",
+    ]  # fmt: skip
+    m1 = [
+        ("m-1", "temperature_c", at(4, 10, 3), at(4, 10, 4), 70.0, 2, 0.5, True, 67.0, 5, 4),
+        ("m-1", "temperature_c", at(4, 10, 2), at(4, 10, 3), 66.0, 2, 0.2, False, None, None, None),
+        ("m-1", "temperature_c", at(4, 10, 1), at(4, 10, 2), 62.0, 2, 0.9, True, 63.0, 2, 4),
+        ("m-1", "temperature_c", at(4, 10, 0), at(4, 10, 1), 60.0, 2, 0.1, False, 61.0, 2, 3),
+    ]
+    assert rows(lake, "recent_scores", key="m-1", metric="temperature_c") == m1
+    assert rows(lake, "recent_scores", key="m-1", limit=2) == m1[:2]
+    # newest first; the flags only with min_score=0.5
+    assert [(r[0], r[1], r[2], r[6]) for r in rows(lake, "recent_scores", min_score=0.5)] == [
+        ("m-1", "temperature_c", at(4, 10, 3), 0.5),
+        ("m-1", "temperature_c", at(4, 10, 1), 0.9),
+        ("m-2", "temperature_c", at(4, 10, 1), 0.95),
+        ("m-2", "events", at(4, 10, 0), 0.7),
+    ]
+    assert len(rows(lake, "recent_scores", since="min")) == 8
+
+
+def test_named_scored_series(lake: Settings) -> None:
+    assert columns(lake, "scored_series") == ["key", "metric", "windows", "last_window", "flags"]
+    assert rows(lake, "scored_series") == [
+        ("m-1", "temperature_c", 4, at(4, 10, 3), 2),
+        ("m-2", "events", 1, at(4, 10, 0), 1),
+        ("m-2", "temperature_c", 2, at(4, 10, 1), 1),
+    ]
+    assert rows(lake, "scored_series", since="min")[0] == (
+        "m-1",
+        "temperature_c",
+        5,
+        at(4, 10, 3),
+        3,
+    )
