@@ -172,6 +172,72 @@ def status(
 
 
 @app.command()
+def logs(
+    ctx: typer.Context,
+    service: Annotated[
+        str | None,
+        typer.Argument(help="Whose log: kafka, postgres, ingest, pulsecast...; none lists them."),
+    ] = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new lines (Ctrl-C stops).")
+    ] = False,
+    lines: Annotated[
+        int, typer.Option("--lines", "-n", min=0, help="Lines of history to print.")
+    ] = 50,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="JSON: the file list, or one object per line.")
+    ] = False,
+    max_seconds: Annotated[
+        float | None, typer.Option(help="With --follow, stop after S seconds.")
+    ] = None,
+) -> None:
+    """List the log files under <data_dir>/logs, or print (and follow) one service's log."""
+    import contextlib
+    import time
+
+    from pulsecast.monitoring import logs as logfiles
+
+    folder = logfiles.logs_dir(_settings(ctx).data_dir)
+    if service is None:
+        found = logfiles.list_logs(folder)
+        if as_json:
+            print(json.dumps({"logs": [f.as_dict() for f in found]}, indent=2))
+            return
+        if not found:
+            _say(f"no log files yet in {folder}")
+        for f in found:
+            print(
+                f"{f.service:<14} {f.size_bytes:>12,} B  {f.modified:%Y-%m-%d %H:%M:%S}Z  {f.path}"
+            )
+        return
+    path = logfiles.log_path(folder, service)
+    name = service
+
+    def show(line: str) -> str:
+        return logfiles.as_json_line(name, line) if as_json else line
+
+    if not follow:
+        try:
+            history = logfiles.tail(path, lines)
+        except FileNotFoundError:
+            msg = f"no {service} log yet: {path} does not exist"
+            raise PulsecastError(msg) from None
+        for line in history:
+            print(show(line))
+        return
+    if not path.exists():
+        _say(f"waiting for {path}...")
+    deadline = None if max_seconds is None else time.monotonic() + max_seconds
+
+    def stop() -> bool:
+        return deadline is not None and time.monotonic() >= deadline
+
+    with contextlib.suppress(KeyboardInterrupt):
+        for line in logfiles.follow(path, stop=stop, lines=lines):
+            print(show(line), flush=True)
+
+
+@app.command()
 def serve(ctx: typer.Context) -> None:
     """Run the HTTP ingest endpoint in the foreground."""
     from pulsecast.sources.http import serve as run

@@ -167,8 +167,25 @@ class LogSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Root log level (PULSECAST_LOG__LEVEL)."
     )
-    format: Literal["console", "json"] = Field(
-        "console", description="console for people, json for deployed logs."
+    format: Literal["console", "json", "auto"] = Field(
+        "console",
+        description="stderr lines: console for people, json for deployed logs, auto = console "
+        "when stderr is a terminal, else json (PULSECAST_LOG__FORMAT).",
+    )
+    levels: dict[str, Literal["DEBUG", "INFO", "WARNING", "ERROR"]] = Field(
+        default_factory=dict,
+        description="Levels per component: logger name to level, e.g. "
+        '{"pulsecast.stream": "DEBUG"}, covering its dotted children; the most specific entry '
+        "wins (PULSECAST_LOG__LEVELS, as JSON).",
+    )
+    to_file: bool = Field(
+        True, description="Also write JSON lines to <data_dir>/logs/pulsecast.log (rotated)."
+    )
+    file_max_bytes: int = Field(
+        10 * 1024 * 1024, ge=1024, description="Size at which pulsecast.log is rotated, bytes."
+    )
+    file_backup_count: int = Field(
+        5, ge=0, description="Rotated files kept: pulsecast.log.1 ... pulsecast.log.N."
     )
 
 

@@ -15,6 +15,7 @@ COMMANDS = [
     ["up"],
     ["down"],
     ["status"],
+    ["logs"],
     ["serve"],
     ["consume"],
     ["demo"],
