@@ -195,7 +195,8 @@ class Models:
             history = f"kept ({h.skipped})"
         else:
             history = (
-                f"{h.events:,} events of {h.entities} machines over {h.end - h.start} "
+                f"{h.events:,} events of {h.entities} machines over "
+                f"{(h.end - h.start).total_seconds() / 3600:g} h "
                 f"(to {h.end:%Y-%m-%d %H:%M} UTC), backfilled in {h.seconds:.0f} s"
             )
         version = f"version {processed.model_version}" if processed.model_version else "none"
