@@ -661,7 +661,7 @@ class AwsSettings(_Section):
 
     The templates are ``infra/cloudformation/self-managed.yaml`` (Kafka, Spark
     and HDFS on EC2) and ``managed.yaml`` (MSK, EMR Serverless, S3, Glue,
-    Athena, Redshift Serverless); docs/infra.md maps each field to its
+    Athena, Redshift Serverless); docs/deploy.md maps each field to its
     parameter. Every field is read from ``PULSECAST_AWS__<FIELD>`` too.
     """
 

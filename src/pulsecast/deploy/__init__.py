@@ -1,6 +1,6 @@
 """Deployment to AWS: CloudFormation parameters from Settings, and the deployed nodes.
 
-The templates live in ``infra/cloudformation`` (docs/infra.md);
+The templates live in ``infra/cloudformation`` (docs/deploy.md);
 :mod:`pulsecast.deploy.parameters` renders a template's parameters from
 Settings, :mod:`pulsecast.deploy.command` plans ``aws cloudformation deploy``
 (``pulsecast deploy aws --dry-run``), and :mod:`pulsecast.deploy.node` is what

@@ -44,7 +44,7 @@ __all__ = [
 MAX_PARAMETER_BYTES = 4096
 
 #: Settings that describe the operator's machine or hold secrets: never shipped.
-#: The deployed machines set their own (docs/infra.md).
+#: The deployed machines set their own (docs/deploy.md).
 _STAY_BEHIND: dict[str, Any] = {
     "config_file": True,
     "paths": True,
