@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -262,20 +262,11 @@ def _quality(
     settings: Settings, label_files: list[Path], scored_from: datetime
 ) -> DetectionQuality:
     """The stream's alerts (flagged scores in the lake) against the labels."""
-    from pulsecast.analytics.sql import run_sql
-    from pulsecast.ml.groundtruth import Alert, match_alerts, read_labels
+    from pulsecast.ml.groundtruth import lake_alerts, match_alerts, read_labels
 
-    rows = run_sql(
-        settings,
-        f"SELECT key, metric, window_start, window_end FROM gold_{STREAM}_scores WHERE flagged",  # noqa: S608
-    ).rows
-    alerts = [Alert(str(k), str(m), _utc(start), _utc(end)) for k, m, start, end in rows]
+    alerts = lake_alerts(settings, STREAM)
     labels = [label for path in label_files if path.exists() for label in read_labels(path)]
     return match_alerts(labels, alerts, scored_from=scored_from)
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _table_rows(settings: Settings) -> dict[str, int]:

@@ -31,7 +31,7 @@ from pulsecast.bench.e2e import BenchmarkError, run_settings
 from pulsecast.bus.admin import TopicAdmin
 from pulsecast.bus.topics import topic_specs
 from pulsecast.config import Settings
-from pulsecast.ml.groundtruth import Alert, match_alerts, read_labels
+from pulsecast.ml.groundtruth import lake_alerts, match_alerts, read_labels
 from pulsecast.services.kafka import KafkaService
 from pulsecast.services.postgres import PostgresService
 from pulsecast.sources.produce import run_simulator
@@ -63,7 +63,6 @@ def run_detect_benchmark(
     Raises:
         BenchmarkError: The job did not finish, or live scoring is disabled.
     """
-    from pulsecast.analytics.sql import run_sql
     from pulsecast.stream.job import StreamJob
     from pulsecast.stream.session import spark_session
     from pulsecast.warehouse.schema import Warehouse
@@ -108,12 +107,7 @@ def run_detect_benchmark(
         if stats.records < produced.accepted:
             msg = f"the job processed {stats.records:,} of {produced.accepted:,} events in time"
             raise BenchmarkError(msg)
-        rows = run_sql(
-            own,
-            f"SELECT key, metric, window_start, window_end FROM gold_{stream}_scores "  # noqa: S608
-            "WHERE flagged",
-        ).rows
-        alerts = [Alert(str(k), str(m), _utc(s), _utc(e)) for k, m, s, e in rows]
+        alerts = lake_alerts(own, stream)
         labels = read_labels(labels_file)
     finally:
         admin.delete([s.name for s in specs])
@@ -141,7 +135,3 @@ def run_detect_benchmark(
         ),
         "cpus": os.cpu_count(),
     }
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

@@ -28,10 +28,14 @@ import statistics
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-__all__ = ["Alert", "DetectionQuality", "Label", "match_alerts", "read_labels"]
+if TYPE_CHECKING:
+    from pulsecast.config import Settings
+
+__all__ = ["Alert", "DetectionQuality", "Label", "lake_alerts", "match_alerts", "read_labels"]
 
 
 @dataclass(frozen=True)
@@ -188,3 +192,19 @@ def match_alerts(
         median_delay_s=statistics.median(delays) if delays else None,
         recall_by_kind={kind: found[kind] / n for kind, n in kinds.items()},
     )
+
+
+def lake_alerts(settings: Settings, stream: str) -> list[Alert]:
+    """The alerts a stream's live scoring raised: its flagged rows in ``gold_<stream>_scores``."""
+    from pulsecast.analytics.sql import run_sql
+
+    rows = run_sql(
+        settings,
+        f"SELECT key, metric, window_start, window_end FROM gold_{stream}_scores "  # noqa: S608
+        "WHERE flagged",
+    ).rows
+    return [Alert(str(k), str(m), _utc(start), _utc(end)) for k, m, start, end in rows]
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

@@ -170,7 +170,8 @@ class LiveForecaster:
 
         Args:
             spark: The session.
-            rows: The batch's scores (``key``, ``metric``, ``window_start``).
+            rows: The batch's scores (``key``, ``metric`` and ``window_s``, the
+                window start in epoch seconds).
 
         Returns:
             Rows of :data:`FORECAST_SCHEMA` for the rows whose metric the model
@@ -195,10 +196,7 @@ class LiveForecaster:
         mine = rows.filter(pc.is_in(rows["metric"], pa.array(spec.metrics)))
         if mine.num_rows == 0:
             return FORECAST_SCHEMA.empty_table()
-        seconds = pc.divide(
-            pc.cast(pc.cast(mine["window_start"], pa.timestamp("us", tz="UTC")), pa.int64()),
-            1_000_000,
-        )
+        seconds = mine["window_s"]
         targets = (
             pa.table({"key": mine["key"], "metric": mine["metric"], "ts": seconds})
             .group_by(["key", "metric", "ts"])
