@@ -146,23 +146,24 @@ def parse_events(raw: DataFrame, stream: str, spec: StreamSpec) -> DataFrame:
         spec: Its declared schema.
 
     Returns:
-        One row per record: the raw ``value`` and Kafka coordinates, the envelope
-        (``event_id``, ``key``, ``event_time``, ``ingest_time``), the payload fields
-        as typed columns, and ``reason``/``field``/``message`` (null when valid).
+        One row per record: the record as received (``raw_value``) and Kafka
+        coordinates, the envelope (``event_id``, ``key``, ``event_time``,
+        ``ingest_time``), the payload fields as typed columns, and
+        ``reason``/``field``/``message`` (null when valid).
     """
-    text = F.col("value").cast("string")
     parsed = raw.select(
         F.col("key").cast("string").alias("kafka_key"),
-        F.col("value"),
+        F.col("value").alias("raw_value"),  # a payload field may be called value
         F.col("partition"),
         F.col("offset"),
         F.col("timestamp").alias("kafka_timestamp"),
         F.from_json(
-            text,
+            F.col("value").cast("string"),
             _schema(spec, typed=True),
             {"columnNameOfCorruptRecord": "_corrupt", "mode": "PERMISSIVE"},
         ).alias("j"),
     )
+    text = F.col("raw_value").cast("string")
     corrupt = F.col("j._corrupt").isNotNull()
     # Second parse, all strings: evaluated only for corrupt rows (CASE WHEN is lazy).
     loose = F.when(corrupt, F.from_json(text, _schema(spec, typed=False)))
@@ -234,11 +235,11 @@ def parse_events(raw: DataFrame, stream: str, spec: StreamSpec) -> DataFrame:
     verdict = _first(checks)
     return parsed.select(
         "kafka_key",
-        "value",
+        "raw_value",
         "partition",
         "offset",
         "kafka_timestamp",
-        F.coalesce(F.col("j.event_id"), F.sha2(F.col("value"), 256)).alias("event_id"),
+        F.coalesce(F.col("j.event_id"), F.sha2(F.col("raw_value"), 256)).alias("event_id"),
         key_value.alias("key"),
         F.try_to_timestamp(envelope_time).alias("event_time"),
         F.coalesce(F.try_to_timestamp(F.col("j.ingest_time")), F.col("kafka_timestamp")).alias(
@@ -303,7 +304,7 @@ def dead_letter_rows(invalid: DataFrame, stream: str, *, source: str = "stream")
 
     return invalid.select(
         F.col("kafka_key").alias("key"),
-        F.col("value"),
+        F.col("raw_value").alias("value"),
         F.array(
             header("pulsecast.reason", F.col("reason")),
             header("pulsecast.error", F.col("message")),

@@ -156,6 +156,20 @@ def test_silver_rows_drop_duplicate_ids_and_add_partitions(spark: SparkSession, 
     assert silver[0]["batch_id"] == 7
 
 
+def test_a_payload_field_called_value_is_not_the_kafka_value(spark: SparkSession) -> None:
+    series = Settings().streams["series"]  # NAB replays: {"series_id": ..., "value": ...}
+    record = {
+        "event_id": "s1",
+        "event_time": "2014-04-01T00:00:00Z",
+        "payload": {"series_id": "speed_7578", "value": 12.5},
+    }
+    parsed = parse_events(kafka_rows(spark, [json.dumps(record), "oops"]), "series", series)
+    silver = silver_rows(parsed.where("reason IS NULL"), series, batch_id=0).collect()
+    assert [(r["series_id"], r["value"]) for r in silver] == [("speed_7578", 12.5)]
+    dead = dead_letter_rows(parsed.where("reason IS NOT NULL"), "series").collect()
+    assert [bytes(r["value"]) for r in dead] == [b"oops"]
+
+
 def test_bronze_keeps_the_record_as_received(spark: SparkSession) -> None:
     row = bronze_rows(kafka_rows(spark, ["not json"])).first()
     assert row["value"] == bytearray(b"not json")
