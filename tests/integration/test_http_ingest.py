@@ -30,8 +30,14 @@ def test_http_ingest_round_trip_with_rejects(stack: Stack, stack_settings: Setti
         {"payload": {"entity_id": "h-3"}},
         telemetry_event("h-4", when="2026-05-01T00:00:01Z", event_id="mine"),
     ]
-    response = httpx.post(url, content=msgspec.json.encode({"events": batch}), timeout=30)
+    response = httpx.post(
+        url,
+        content=msgspec.json.encode({"events": batch}),
+        headers={"X-Request-ID": "round-trip-1"},
+        timeout=30,
+    )
     assert response.status_code == 200
+    assert response.headers["X-Request-ID"] == "round-trip-1"
     body = response.json()
     assert (body["accepted"], body["rejected"], body["failed"]) == (2, 2, 0)
     statuses = [r["status"] for r in body["results"]]
@@ -52,6 +58,8 @@ def test_http_ingest_round_trip_with_rejects(stack: Stack, stack_settings: Setti
     dead = read_since(settings, topic_name("telemetry", "dlq"), before_dlq)
     assert sorted(r.headers["pulsecast.reason"] for r in dead) == ["missing_field", "out_of_range"]
     assert {r.headers["pulsecast.source"] for r in dead} == {"http"}
+    # The request's correlation id goes with its events and its dead letters.
+    assert {r.headers["pulsecast-correlation-id"] for r in [*stored, *dead]} == {"round-trip-1"}
 
 
 def test_http_ingest_refuses_what_is_not_a_batch(stack: Stack, stack_settings: Settings) -> None:

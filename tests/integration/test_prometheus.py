@@ -32,7 +32,7 @@ from pulsecast.monitoring.webhook import RecordedAlert
 from pulsecast.services.errors import ServiceError
 from pulsecast.services.prometheus import PrometheusService, default_rules_dir
 from tests.conftest import REPO
-from tests.integration.conftest import free_ports
+from tests.integration.conftest import free_ports, monitoring_toml
 
 
 def fast_rules(folder: Path) -> Path:
@@ -47,7 +47,7 @@ def fast_rules(folder: Path) -> Path:
 @pytest.fixture(scope="module")
 def monitoring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     root = tmp_path_factory.mktemp("prometheus")
-    prometheus, alertmanager, monitor, job, kafka = free_ports(5)
+    (kafka,) = free_ports(1)
     # A configuration file, as `pulsecast up` has: the monitor it starts reads the same one.
     config = root / "pulsecast.toml"
     config.write_text(
@@ -60,17 +60,7 @@ bootstrap_servers = "127.0.0.1:{kafka}"
 dsn = "postgresql://127.0.0.1:1/none"
 [ingest]
 enabled = false
-[monitoring]
-prometheus_port = {prometheus}
-alertmanager_port = {alertmanager}
-monitor_port = {monitor}
-job_metrics_port = {job}
-scrape_interval_s = 1
-evaluation_interval_s = 1
-group_wait_s = 1
-group_interval_s = 1
-rules_dir = "{fast_rules(root / "rules")}"
-"""
+{monitoring_toml(rules_dir=str(fast_rules(root / "rules")))}"""
     )
     settings = load_settings(config)
     service = PrometheusService(settings)

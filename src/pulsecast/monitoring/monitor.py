@@ -27,7 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 
 from pulsecast.config import PathsSettings, Settings, load_settings
 from pulsecast.errors import PulsecastError
-from pulsecast.logging import configure_logging
+from pulsecast.logging import configure_from_settings
 from pulsecast.monitoring import metrics
 from pulsecast.monitoring.probes import Probes
 from pulsecast.monitoring.webhook import AlertLog, alerts_file, parse_notification
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.data_dir is not None:
         paths = PathsSettings(data_dir=args.data_dir)
         settings = settings.model_copy(update={"paths": paths})
-    configure_logging(settings.log.level, fmt=settings.log.format)
+    configure_from_settings(settings)
     mon = settings.monitoring
     uvicorn.run(
         create_app(settings),

@@ -8,7 +8,10 @@ and data under the data directory:
   scrapes the HTTP ingest, the streaming job, the monitor, Alertmanager and
   itself, evaluates the alert rules of ``monitoring.rules_dir``
   (``infra/prometheus/rules`` of the checkout by default) and sends alerts to
-  Alertmanager. Its samples live in ``<data_dir>/prometheus/tsdb``.
+  Alertmanager. Its samples live in ``<data_dir>/prometheus/tsdb``. With
+  ``monitoring.rule_for_s`` set (tests, demos), the rules are rendered to
+  ``<data_dir>/prometheus/rules`` with every ``for:`` at that duration; the
+  shipped files are never changed.
 - **Alertmanager** (Debian's ``prometheus-alertmanager``) with a generated
   ``alertmanager.yml``: every alert goes to the monitor's webhook and, when
   ``monitoring.email_to`` is set, by email too. Clustering is off.
@@ -47,7 +50,13 @@ from pulsecast.services.base import (
 )
 from pulsecast.services.errors import ServiceError, ServiceStartError
 
-__all__ = ["MONITOR_MODULE", "PrometheusService", "default_rules_dir", "duration"]
+__all__ = [
+    "MONITOR_MODULE",
+    "PrometheusService",
+    "default_rules_dir",
+    "duration",
+    "render_rules",
+]
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +79,37 @@ def duration(seconds: float) -> str:
         if millis % size == 0:
             return f"{millis // size}{unit}"
     return f"{millis}ms"
+
+
+def render_rules(source: Path, target: Path, *, for_s: float) -> list[Path]:
+    """Copy the rule files of ``source`` to ``target`` with every alert's ``for:`` at ``for_s``.
+
+    Only the ``for:`` of alerting rules changes; expressions, labels and
+    annotations are kept as they are. Files of ``target`` that ``source`` no
+    longer has are removed, so Prometheus evaluates exactly the shipped rules.
+
+    Args:
+        source: The folder of rule files (``*.yml``).
+        target: Where to write them (created).
+        for_s: The pending duration every alert gets.
+
+    Returns:
+        The files written.
+    """
+    target.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in sorted(source.glob("*.yml")):
+        rules = yaml.safe_load(path.read_text())
+        for group in rules.get("groups") or []:
+            for rule in group.get("rules") or []:
+                if "alert" in rule:
+                    rule["for"] = duration(for_s)
+        out = target / path.name
+        out.write_text(yaml.safe_dump(rules, sort_keys=False, allow_unicode=True))
+        written.append(out)
+    for stale in set(target.glob("*.yml")) - set(written):
+        stale.unlink()
+    return written
 
 
 @functools.cache
@@ -133,9 +173,20 @@ class PrometheusService(Service):
         return [self.monitor, self.alertmanager, self.prometheus]
 
     @property
-    def rules_dir(self) -> Path:
-        """The folder of alert rule files Prometheus evaluates."""
+    def rules_source(self) -> Path:
+        """The folder of alert rule files: ``monitoring.rules_dir`` or the shipped ones."""
         return self.settings.monitoring.rules_dir or default_rules_dir()
+
+    @property
+    def rules_dir(self) -> Path:
+        """The folder of alert rule files Prometheus evaluates.
+
+        :attr:`rules_source` itself, or its rendering under the data directory
+        when ``monitoring.rule_for_s`` shortens every ``for:``.
+        """
+        if self.settings.monitoring.rule_for_s is not None:
+            return self.home / "rules"
+        return self.rules_source
 
     # -- configuration ---------------------------------------------------------------------
 
@@ -212,8 +263,14 @@ class PrometheusService(Service):
         return {"route": route, "receivers": receivers}
 
     def write_config(self) -> None:
-        """Write both configuration files (Alertmanager's readable by its owner only)."""
+        """Write both configuration files (Alertmanager's readable by its owner only).
+
+        The rules are rendered first when ``monitoring.rule_for_s`` is set.
+        """
         self.home.mkdir(parents=True, exist_ok=True)
+        for_s = self.settings.monitoring.rule_for_s
+        if for_s is not None:
+            render_rules(self.rules_source, self.rules_dir, for_s=for_s)
         self.config_file.write_text(yaml.safe_dump(self.prometheus_config(), sort_keys=False))
         # It may hold the SMTP password.
         fd = os.open(self.alertmanager_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -298,9 +355,9 @@ class PrometheusService(Service):
         self._binary(mon.alertmanager_binary, "monitoring.alertmanager_binary")
         for daemon in missing:
             check_port_free(daemon.name, mon.host, *ports[daemon.name])
-        if not self.rules_dir.is_dir():
+        if not self.rules_source.is_dir():
             msg = (
-                f"cannot start {self.name}: no alert rules folder {self.rules_dir} "
+                f"cannot start {self.name}: no alert rules folder {self.rules_source} "
                 "(monitoring.rules_dir)"
             )
             raise ServiceError(msg)

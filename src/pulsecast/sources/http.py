@@ -19,13 +19,20 @@ refused as soon as it is too big, before the rest is read); 503 with
 With ``security.enabled``, a POST needs an API key with the ``ingest`` role
 (``Authorization: Bearer <key>`` or ``X-API-Key``): 401 without a valid one,
 403 without the role, 429 with ``Retry-After`` over the per-key or
-per-address rate limit (:mod:`pulsecast.security.guard`). Security off, the
-endpoint takes anyone, as before.
+per-address rate limit (:mod:`pulsecast.security.guard`), and the endpoint
+serves HTTPS only, with the local CA's ``ingest`` certificate
+(:mod:`pulsecast.security.tls`). Security off, the endpoint takes anyone over
+plain HTTP, as before.
 
 ``GET /metrics`` serves the endpoint's Prometheus metrics
 (``pulsecast_ingest_*`` of :mod:`pulsecast.monitoring.metrics`): requests by
 status code and their latency, events accepted, rejected by reason and failed,
 and the events Kafka did not acknowledge.
+
+Every answer carries ``X-Request-ID``: the client's own when it sent a usable
+one, else a new id. Each event the request stores in ``<stream>.events``
+carries it as the Kafka header ``pulsecast-correlation-id``, and the streaming
+job logs the ids of each micro-batch (:mod:`pulsecast.monitoring.correlation`).
 """
 
 from __future__ import annotations
@@ -54,7 +61,9 @@ from pulsecast.config import Settings
 from pulsecast.events.envelope import Rejection
 from pulsecast.events.schema import SchemaRegistry
 from pulsecast.monitoring import metrics
+from pulsecast.monitoring.correlation import CORRELATION_HEADER, REQUEST_ID_HEADER, request_id
 from pulsecast.security.guard import IngestGuard
+from pulsecast.security.tls import uvicorn_tls
 
 __all__ = ["create_app", "serve"]
 
@@ -165,6 +174,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def ingest(stream: str, request: Request) -> Response:
         """Validate a batch of events; produce the valid ones, dead-letter the rest."""
         started = time.perf_counter()
+        correlation = request_id(request.headers.get(REQUEST_ID_HEADER))
         refusal = None
         if guard is not None:
             address = request.client.host if request.client else "unknown"
@@ -174,14 +184,15 @@ def create_app(settings: Settings) -> FastAPI:
         if refusal is not None:
             response = _error(refusal.status, refusal.message, refusal.headers)
         else:
-            response = await handle(stream, request)
+            response = await handle(stream, request, correlation)
         # Only configured streams become label values: the label set stays bounded.
         label = stream if stream in registry else "unknown"
         metrics.INGEST_REQUESTS.labels(label, str(response.status_code)).inc()
         metrics.INGEST_REQUEST_SECONDS.labels(label).observe(time.perf_counter() - started)
+        response.headers[REQUEST_ID_HEADER] = correlation
         return response
 
-    async def handle(stream: str, request: Request) -> Response:
+    async def handle(stream: str, request: Request, correlation: str) -> Response:
         if stream not in registry:
             return _error(
                 404, f"unknown stream {stream!r}; configured: {', '.join(sorted(registry.names()))}"
@@ -212,17 +223,24 @@ def create_app(settings: Settings) -> FastAPI:
         valid_idx = [i for i, r in enumerate(results) if not isinstance(r, Rejection)]
         valid = [results[i] for i in valid_idx]
         topic = topic_name(stream, "events")
+        # Every record of the request carries its id: the streaming job logs it per batch.
+        headers = [(CORRELATION_HEADER, correlation.encode())]
         for index, value in zip(valid_idx, schema.encode_many(valid), strict=True):
             producer.produce_raw(
                 topic,
                 value,
                 results[index].key,  # type: ignore[union-attr]
+                headers,
                 on_delivery=delivery.for_index(index),
             )
         for index, result in enumerate(results):
             if isinstance(result, Rejection):
                 producer.dead_letter(
-                    stream, bytes(raws[index]), result, on_delivery=delivery.for_index(index)
+                    stream,
+                    bytes(raws[index]),
+                    result,
+                    on_delivery=delivery.for_index(index),
+                    extra_headers=headers,
                 )
         try:
             await asyncio.wait_for(asyncio.shield(delivery.future), limits.delivery_timeout_s)
@@ -282,13 +300,19 @@ def _count_events(stream: str, reasons: Counter[str], *, accepted: int, failed: 
 
 
 def serve(settings: Settings) -> None:
-    """Run the ingest endpoint in the foreground until interrupted."""
+    """Run the ingest endpoint in the foreground until interrupted (HTTPS when ``ingest.tls``).
+
+    Raises:
+        CertificateError: It serves HTTPS and its certificate is missing.
+    """
     import uvicorn
 
+    tls = uvicorn_tls(settings, "ingest")
     uvicorn.run(
         create_app(settings),
         host=settings.ingest.host,
         port=settings.ingest.port,
         log_level="warning",
         access_log=False,
+        **tls,  # type: ignore[arg-type]
     )

@@ -77,7 +77,7 @@ def test_alert_rules_use_only_defined_metrics() -> None:
 
 
 def test_every_alert_has_a_severity_summary_and_runbook_section() -> None:
-    doc = (RULES_DIR.parents[2] / "docs" / "monitoring.md").read_text().lower()
+    doc = (RULES_DIR.parents[2] / "docs" / "operations.md").read_text().lower()
     for rule in rules():
         name = str(rule["alert"])
         assert rule["labels"]["severity"] in ("critical", "warning")  # type: ignore[index]
@@ -85,4 +85,4 @@ def test_every_alert_has_a_severity_summary_and_runbook_section() -> None:
         assert annotations["summary"] and annotations["description"]  # type: ignore[index]
         anchor = annotations["runbook_url"].split("#")[1]  # type: ignore[index]
         assert anchor == name.lower()
-        assert f"### {name.lower()}" in doc, f"docs/monitoring.md has no section for {name}"
+        assert f"### {name.lower()}" in doc, f"docs/operations.md has no section for {name}"

@@ -43,7 +43,7 @@ def test_metric_labels_are_bounded() -> None:
 
 
 def test_every_metric_is_documented() -> None:
-    doc = (REPO / "docs" / "monitoring.md").read_text()
+    doc = (REPO / "docs" / "operations.md").read_text()
     missing = sorted(name for name in families() if f"`{name}`" not in doc)
     assert missing == []
 

@@ -187,3 +187,46 @@ def test_duration_picks_the_largest_exact_unit() -> None:
         "4h",
         "1500ms",
     ]
+
+
+def _alerts(folder: Path) -> dict[str, dict[str, object]]:
+    return {
+        str(rule["alert"]): rule
+        for path in sorted(folder.glob("*.yml"))
+        for group in yaml.safe_load(path.read_text())["groups"]
+        for rule in group["rules"]
+        if "alert" in rule
+    }
+
+
+def test_prometheus_rules_rendered_with_a_short_for_leave_the_shipped_ones(
+    tmp_path: Path, promtool: str
+) -> None:
+    shipped = {p.name: p.read_text() for p in RULES_DIR.glob("*.yml")}
+    service = PrometheusService(settings_for(tmp_path, monitoring={"rule_for_s": 2}))
+    (tmp_path / "prometheus" / "rules").mkdir(parents=True)
+    stale = tmp_path / "prometheus" / "rules" / "removed.yml"
+    stale.write_text("groups: []\n")
+    service.write_config()
+    rendered = tmp_path / "prometheus" / "rules"
+    assert service.rules_dir == rendered
+    config = yaml.safe_load(service.config_file.read_text())
+    assert config["rule_files"] == [str(rendered / "*.yml")]
+    assert sorted(p.name for p in rendered.glob("*.yml")) == sorted(shipped)  # stale one gone
+    check([promtool, "check", "rules", *map(str, sorted(rendered.glob("*.yml")))])
+    fast, original = _alerts(rendered), _alerts(RULES_DIR)
+    assert sorted(fast) == sorted(original) and len(fast) == 9
+    for name, rule in fast.items():
+        assert rule["for"] == "2s"
+        assert {k: v for k, v in rule.items() if k != "for"} == {
+            k: v for k, v in original[name].items() if k != "for"
+        }
+    assert original["PulsecastKafkaLagGrowing"]["for"] == "10m"
+    assert {p.name: p.read_text() for p in RULES_DIR.glob("*.yml")} == shipped
+
+
+def test_prometheus_rules_are_the_shipped_ones_without_rule_for_s(tmp_path: Path) -> None:
+    service = PrometheusService(settings_for(tmp_path))
+    service.write_config()
+    assert service.rules_dir == RULES_DIR
+    assert not (tmp_path / "prometheus" / "rules").exists()
