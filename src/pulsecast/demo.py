@@ -8,6 +8,11 @@ its windows, reads the stream and its dead-letter topic back from Kafka, and
 checks that every accepted event arrived and every rejected one was
 dead-lettered.
 
+It also starts the optional servers it is given (``pulsecast demo`` asks for
+the dashboard and Prometheus): the live dashboard's URL is printed as soon as
+the stack is up, Prometheus scrapes the streaming job while it runs, and both
+keep running after the demo (``pulsecast down`` stops them).
+
 With ``history_days`` (the default), before any live event it also gives the
 platform something to learn from and something to find: days of simulated
 fleet history, with the simulator's labelled anomalies, are backfilled into
@@ -21,7 +26,7 @@ the median detection delay, after a warm-up of a quarter of the history).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -60,6 +65,7 @@ class DemoResult:
     tables: dict[str, int] = field(default_factory=dict)
     warehouse_rows: int = 0
     ml: list[str] = field(default_factory=list)
+    watch: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -85,6 +91,7 @@ class DemoResult:
             f"  labels          {self.labels}",
             *self._stream_lines(),
             *self.ml,
+            *self.watch,
             f"  result          {'OK: nothing lost' if self.ok else 'MISMATCH'}",
         ]
 
@@ -115,6 +122,7 @@ def run_demo(
     stream_job: bool = True,
     history_days: float = 1.0,
     entities: int | None = None,
+    with_: Sequence[str] = (),
     say: Callable[[str], None] = lambda _t: None,
 ) -> DemoResult:
     """Run the demo; see the module's description.
@@ -126,9 +134,12 @@ def run_demo(
         stream_job: Run the Spark streaming job (without it, only Kafka is exercised).
         history_days: Days of simulated history to backfill and train on; 0 for none.
         entities: Machines simulated; default ``simulator.entities``.
+        with_: Optional servers to start too (``dashboard``, ``prometheus``...).
         say: Called with a line of progress.
     """
-    statuses = Stack(settings).up(progress=say)
+    statuses = Stack(settings, with_=list(with_)).up(progress=say)
+    if "dashboard" in with_:
+        say(f"watch it live: the dashboard is at {settings.dashboard.url}")
     if entities:
         settings = settings.model_copy(
             update={"simulator": settings.simulator.model_copy(update={"entities": entities})}
@@ -178,7 +189,39 @@ def run_demo(
         result.warehouse_rows = _warehouse_rows(settings)
         if models is not None:
             result.ml = models.lines(settings, result.processed, labels)
+    result.watch = _watch_lines(settings, with_)
     return result
+
+
+def _watch_lines(settings: Settings, with_: Sequence[str]) -> list[str]:
+    """Where to look now: the dashboard, and what Prometheus scraped from the job."""
+    lines = []
+    if "dashboard" in with_:
+        lines.append(
+            f"  dashboard       {settings.dashboard.url} (live; `pulsecast down` stops it)"
+        )
+    if "prometheus" in with_:
+        lines.append(
+            f"  prometheus      {settings.monitoring.prometheus_url}: {_scraped(settings)}"
+        )
+    return lines
+
+
+def _scraped(settings: Settings) -> str:
+    """What Prometheus last scraped of the streaming job's record counter."""
+    import httpx
+
+    query = f'max(max_over_time(pulsecast_stream_records_total{{stream="{STREAM}"}}[1h]))'
+    url = f"{settings.monitoring.prometheus_url}/api/v1/query"
+    try:
+        answer = httpx.get(url, params={"query": query}, timeout=5).json()
+    except (httpx.HTTPError, ValueError) as exc:
+        return f"could not be queried ({exc})"
+    found = answer.get("data", {}).get("result", [])
+    if not found:
+        return "has no sample of the streaming job yet"
+    records = float(found[0]["value"][1])
+    return f"scraped the streaming job: {records:,.0f} records at its last scrape"
 
 
 @dataclass

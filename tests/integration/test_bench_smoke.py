@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from pulsecast.bench.ingest import run_ingest_benchmark
 from pulsecast.config import Settings
 from pulsecast.services.stack import Stack
@@ -39,3 +43,38 @@ def test_bench_e2e_reports_every_figure(spark, stack: Stack, stack_settings: Set
         assert result[key] > 0
     assert result["latency_p50_s"] <= result["latency_p95_s"]
     assert result["ratio"] == round(result["job_eps"] / result["passthrough_eps"], 3)
+
+
+# Builds a lake with Spark, then runs 21 queries twice on each engine: minutes on a busy machine.
+@pytest.mark.timeout(1800)
+def test_bench_query_times_every_query_on_both_engines(  # type: ignore[no-untyped-def]
+    spark, stack_settings: Settings, tmp_path: Path
+) -> None:
+    from pulsecast.bench.query import (
+        BenchLake,
+        dashboard_queries,
+        named_queries,
+        run_query_benchmark,
+    )
+
+    root = tmp_path / "lake"
+    results = run_query_benchmark(
+        small_spark(stack_settings),
+        events=3_000,
+        repeat=1,
+        lake_dir=root,
+        days=0.25,
+        streamed_hours=1,
+    )
+    lake = BenchLake.read(root)
+    assert lake is not None
+    assert lake.rows["silver_telemetry"] == 3_000
+    expected = set(dashboard_queries("telemetry", key="m-0000", metric="temperature_c"))
+    assert set(results) == expected | set(named_queries("telemetry"))
+    for name, by_engine in results.items():
+        assert set(by_engine) == {"duckdb", "spark"}, name
+        for engine, figures in by_engine.items():
+            assert "error" not in figures, (name, engine, figures)
+            assert 0 < figures["p50_ms"] <= figures["p95_ms"], (name, engine)
+        # The same query text gives as many rows on both engines.
+        assert by_engine["duckdb"]["rows"] == by_engine["spark"]["rows"], name

@@ -3,18 +3,21 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import httpx
 import msgspec
 from pyspark.sql import SparkSession
 
 from pulsecast.bus.consumer import read_since
 from pulsecast.bus.topics import topic_name
-from pulsecast.config import Settings
+from pulsecast.config import Settings, load_settings
 from pulsecast.demo import run_demo
+from pulsecast.services.dashboard import DashboardService
+from pulsecast.services.prometheus import PrometheusService
 from pulsecast.services.stack import Stack
 from pulsecast.sources.produce import run_replay, run_simulator
 
 from ..conftest import NAB
-from .conftest import StreamFactory, job_settings
+from .conftest import StreamFactory, free_ports, job_settings, monitoring_toml
 
 
 def test_nab_file_replays_with_event_time_kept(stream_factory: StreamFactory) -> None:
@@ -55,21 +58,56 @@ def test_simulator_run_writes_labels_and_produces(
     assert len(records) == 5000
 
 
+def demo_config(stack_settings: Settings, root: Path) -> Path:
+    """The stack's config file plus the demo's lake, registry, dashboard and Prometheus ports.
+
+    The dashboard and the monitor run as servers of their own and read this file.
+    """
+    assert stack_settings.config_file is not None
+    (dashboard,) = free_ports(1)
+    path = root / "demo.toml"
+    path.write_text(
+        stack_settings.config_file.read_text()
+        + f"""
+[lake]
+uri = "{(root / "lake").as_uri()}"
+[ml]
+registry_uri = "sqlite:///{root / "registry.db"}"
+artifact_uri = "{(root / "artifacts").as_uri()}"
+gbt_max_iter = 3
+backfill_interval_s = 30.0
+[dashboard]
+port = {dashboard}
+{monitoring_toml()}"""
+    )
+    return path
+
+
 def test_demo_reads_back_everything_it_sent(
     stack: Stack, stack_settings: Settings, spark: SparkSession, tmp_path: Path
 ) -> None:
-    settings = job_settings(stack_settings, tmp_path)
-    ml = settings.ml.model_copy(
-        update={
-            "registry_uri": f"sqlite:///{tmp_path / 'registry.db'}",
-            "artifact_uri": (tmp_path / "artifacts").as_uri(),
-            "gbt_max_iter": 3,
-            "backfill_interval_s": 30.0,
-        }
-    )
-    settings = settings.model_copy(update={"ml": ml})
-    result = run_demo(settings, minutes=0.05, rate_eps=2000, history_days=0.1, entities=2)
+    settings = job_settings(load_settings(demo_config(stack_settings, tmp_path)), tmp_path)
+    try:
+        result = run_demo(
+            settings,
+            minutes=0.05,
+            rate_eps=2000,
+            history_days=0.1,
+            entities=2,
+            with_=["dashboard", "prometheus"],
+        )
+        # The dashboard outlives the demo, showing its stream.
+        meta = httpx.get(f"{settings.dashboard.url}/api/meta", timeout=10)
+        assert meta.status_code == 200 and meta.json()["stream"] == "telemetry", meta.text
+    finally:
+        DashboardService(settings).stop()
+        PrometheusService(settings).stop()
     assert result.ok, "\n".join(result.lines())
+    # Prometheus scraped the streaming job while it ran.
+    dashboard, prometheus = result.watch
+    assert dashboard.split()[:2] == ["dashboard", settings.dashboard.url], dashboard
+    assert "scraped the streaming job:" in prometheus, prometheus
+    assert int(prometheus.split("job: ")[1].split()[0].replace(",", "")) > 0, prometheus
     # 2.4 h of history, the models trained on it, its windows scored and forecast.
     history, forecaster, detector, scoring, truth, _ = result.ml
     assert history.split()[:5] == ["history", "576", "events", "of", "2"], history

@@ -2,8 +2,10 @@
 
 ``up`` starts Kafka, then PostgreSQL, creates the configured streams' topics,
 then starts the HTTP ingest; ``down`` stops them in reverse. Optional servers
-join when asked for (``up --with hdfs,spark,prometheus``); ``down`` stops them too, and
-``status`` lists them while they run.
+join when asked for (``up --with hdfs,spark,prometheus,dashboard``); ``down`` stops them
+too, and ``status`` lists them while they run. With ``security.enabled`` ``up`` first
+creates the certificates and keys secure mode needs and marks the stack secure
+(:mod:`pulsecast.security.mode`); ``down`` removes the mark.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from collections.abc import Callable
 
 from pulsecast.bus.admin import TopicAdmin
 from pulsecast.config import Settings
+from pulsecast.security import mode
 from pulsecast.services.base import Service, ServiceStatus
+from pulsecast.services.dashboard import DashboardService
 from pulsecast.services.errors import ServiceError
 from pulsecast.services.hdfs import HdfsService
 from pulsecast.services.ingest import IngestService
@@ -31,6 +35,7 @@ OPTIONAL_SERVICES: dict[str, type[Service]] = {
     "hdfs": HdfsService,
     "spark": SparkStandaloneService,
     "prometheus": PrometheusService,
+    "dashboard": DashboardService,
 }
 
 Progress = Callable[[str], None]
@@ -68,6 +73,11 @@ class Stack:
             ServiceError: A server could not start; the message says why.
         """
         say = progress or (lambda _text: None)
+        if self.settings.security.enabled:
+            created, _ = mode.initialise(self.settings)
+            if created:
+                say(f"created certificates and keys for secure mode: {', '.join(created)}")
+            mode.remember(self.settings)
         for service in [self.kafka, self.postgres, *self.optional]:
             if service.managed:
                 say(f"starting {service.name}...")
@@ -92,6 +102,7 @@ class Stack:
             if service.stop():
                 say(f"stopped {service.name}")
                 stopped.append(service.name)
+        mode.forget(self.settings)
         return stopped
 
     def _stray_optional(self) -> list[Service]:

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from pulsecast.config import Settings
+from pulsecast.config import Settings, load_settings
 from pulsecast.services.base import PidFile, check_port_free, wait_until
+from pulsecast.services.dashboard import DashboardService
 from pulsecast.services.errors import JavaNotFoundError, PortInUseError, ServiceError
 from pulsecast.services.java import find_java
 from pulsecast.services.kafka import KafkaService, cluster_id
@@ -116,7 +117,8 @@ def test_kafka_cluster_ids_never_look_like_options() -> None:
 
 
 def test_stack_rejects_unknown_optional_service(settings: Settings) -> None:
-    with pytest.raises(ServiceError, match="unknown optional service 'yarn'; available: hdfs"):
+    known = "available: dashboard, hdfs"
+    with pytest.raises(ServiceError, match=f"unknown optional service 'yarn'; {known}"):
         Stack(settings, with_=["yarn"])
 
 
@@ -137,3 +139,17 @@ def test_wait_until_reports_abort_and_timeout() -> None:
     assert wait_until(lambda: True, timeout_s=1) is None
     assert wait_until(lambda: False, timeout_s=5, abort=lambda: "died") == "died"
     assert wait_until(lambda: False, timeout_s=0.2, interval_s=0.05) == "not ready after 0 s"
+
+
+def test_dashboard_joins_the_stack_when_asked_and_runs_with_the_same_config(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "pulsecast.toml"
+    config.write_text(f'[paths]\ndata_dir = "{tmp_path / "state"}"\n[dashboard]\nport = 18050\n')
+    settings = load_settings(config)
+    stack = Stack(settings, with_=["dashboard"])
+    dashboard = next(s for s in stack.services if s.name == "dashboard")
+    assert isinstance(dashboard, DashboardService)
+    assert dashboard.command()[-3:] == ["--config", str(config.resolve()), "dashboard"]
+    status = dashboard.status()
+    assert (status.running, status.address) == (False, "http://127.0.0.1:18050")

@@ -27,12 +27,33 @@ made AS (
   FROM scores
   WHERE forecast IS NOT NULL AND horizon_min IS NOT NULL AND window_start < {until}
 ),
+-- Forecasts and actuals are cut into buckets as long as the longest horizon, so
+-- a forecast's horizon lies in its own bucket or the next: the join compares a
+-- forecast with the windows of two buckets of its series, not with all of them.
+span AS (
+  SELECT max(horizon_min) * 60 AS bucket_s FROM made
+),
+made_bucket AS (
+  SELECT m.key, m.metric, m.window_start, m.forecast, m.horizon_min, m.model_version,
+         CAST(floor(pc_seconds(TIMESTAMP '1970-01-01 00:00:00', m.window_start) / s.bucket_s)
+              AS BIGINT) + o.k AS bucket
+  FROM made AS m
+  CROSS JOIN span AS s
+  CROSS JOIN (VALUES (0), (1)) AS o(k)
+),
+actual_bucket AS (
+  SELECT a.key, a.metric, a.window_start, a.value, a.count,
+         CAST(floor(pc_seconds(TIMESTAMP '1970-01-01 00:00:00', a.window_start) / s.bucket_s)
+              AS BIGINT) AS bucket
+  FROM scores AS a
+  CROSS JOIN span AS s
+),
 resolved AS (
   SELECT m.key, m.metric, m.window_start, m.model_version, m.horizon_min, m.forecast,
          sum(a.value * a.count) / sum(a.count) AS actual
-  FROM made AS m
-  JOIN scores AS a
-    ON a.key = m.key AND a.metric = m.metric
+  FROM made_bucket AS m
+  JOIN actual_bucket AS a
+    ON a.key = m.key AND a.metric = m.metric AND a.bucket = m.bucket
    AND a.window_start > m.window_start
    AND pc_seconds(m.window_start, a.window_start) <= m.horizon_min * 60
   CROSS JOIN (SELECT max(window_start) AS newest FROM scores) AS n
