@@ -22,8 +22,9 @@ from pulsecast import __version__
 from pulsecast.config import Settings, load_settings
 from pulsecast.deploy.cli import deploy_app
 from pulsecast.errors import PulsecastError
-from pulsecast.logging import configure_logging
+from pulsecast.logging import configure_from_settings
 from pulsecast.security.cli import audit_app, security_app
+from pulsecast.security.mode import ENV_SWITCH, marker
 
 
 class _Group(TyperGroup):
@@ -99,8 +100,23 @@ def main_callback(
         settings = settings.model_copy(
             update={"log": settings.log.model_copy(update={"level": log_level.upper()})}
         )
-    configure_logging(settings.log.level if log_level else "WARNING", fmt=settings.log.format)
+    if not settings.security.enabled and marker(settings).exists():
+        settings = _secure(settings)  # the local stack was started with up --secure
+    # Commands say what they do on stderr; servers and the job log at log.level (_serving).
+    configure_from_settings(settings, level=None if log_level else "WARNING")
     ctx.obj = settings
+
+
+def _secure(settings: Settings) -> Settings:
+    """``settings`` with security on, for this command and the servers it starts."""
+    os.environ[ENV_SWITCH] = "true"
+    secure = load_settings(settings.config_file)
+    return secure.model_copy(update={"log": settings.log})
+
+
+def _serving(settings: Settings) -> None:
+    """Log at ``log.level`` from here on: a long-running component's entry point."""
+    configure_from_settings(settings)
 
 
 @app.command()
@@ -134,20 +150,34 @@ def _print_status(statuses: list[Any], as_json: bool) -> None:
             print(f"{'':<9} {s.detail}")
 
 
+_SECURE_HELP = (
+    "Secure mode (security.enabled): TLS, SASL and ACLs on Kafka, TLS and per-role passwords "
+    "on PostgreSQL, HTTPS; later commands on this stack stay secure until `down`."
+)
+
+
+def _names(text: str | None) -> list[str]:
+    """A comma-separated ``--with`` list."""
+    return [name.strip() for name in (text or "").split(",") if name.strip()]
+
+
 @app.command()
 def up(
     ctx: typer.Context,
     with_: Annotated[
         str | None,
-        typer.Option("--with", help="Optional servers, comma-separated: hdfs, spark, prometheus."),
+        typer.Option(
+            "--with", help="Optional servers, comma-separated: hdfs, spark, prometheus, dashboard."
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
+    secure: Annotated[bool, typer.Option("--secure", help=_SECURE_HELP)] = False,
 ) -> None:
     """Start the local stack: Kafka (KRaft), PostgreSQL and the HTTP ingest."""
     from pulsecast.services.stack import Stack
 
-    extra = [name.strip() for name in with_.split(",") if name.strip()] if with_ else []
-    statuses = Stack(_settings(ctx), with_=extra).up(progress=_say)
+    settings = _secure(_settings(ctx)) if secure else _settings(ctx)
+    statuses = Stack(settings, with_=_names(with_)).up(progress=_say)
     _print_status(statuses, as_json)
 
 
@@ -165,10 +195,23 @@ def status(
     ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Report each server: running or not, address, version, data dir, log file."""
+    """One screen: each server's health, then per stream its rates, lag and model.
+
+    Rates come from the /metrics of the ingest, the streaming job and the
+    monitor (sampled twice, a second apart); --json adds the data dir and log
+    file of each server.
+    """
+    from pulsecast.monitoring.status import format_rates, format_services, measure_rates
     from pulsecast.services.stack import Stack
 
-    _print_status(Stack(_settings(ctx)).status(), as_json)
+    settings = _settings(ctx)
+    statuses = Stack(settings).status()
+    rates = measure_rates(settings)
+    if as_json:
+        services = [s.as_dict() for s in statuses]
+        print(json.dumps({"services": services, "rates": rates.as_dict()}, indent=2))
+        return
+    print("\n".join([*format_services(statuses), "", *format_rates(rates)]))
 
 
 @app.command()
@@ -243,7 +286,7 @@ def serve(ctx: typer.Context) -> None:
     from pulsecast.sources.http import serve as run
 
     settings = _settings(ctx)
-    configure_logging(settings.log.level, fmt=settings.log.format)
+    _serving(settings)
     run(settings)
 
 
@@ -398,22 +441,32 @@ def demo(
     entities: Annotated[
         int, typer.Option(help="Machines simulated (history and live).", min=1)
     ] = 10,
+    with_: Annotated[
+        str,
+        typer.Option(
+            "--with",
+            help="Optional servers to start too, comma-separated; '' for none.",
+        ),
+    ] = "dashboard,prometheus",
+    secure: Annotated[bool, typer.Option("--secure", help=_SECURE_HELP)] = False,
 ) -> None:
     """Bring the stack up, stream simulated telemetry through Spark into the lake and warehouse.
 
     First backfills simulated history and trains the models on it; the job then
     scores history and live events, and the demo prints its alerts against the
-    simulator's labelled anomalies.
+    simulator's labelled anomalies. The live dashboard (its URL is printed first)
+    and Prometheus, scraping the job, keep running afterwards.
     """
     from pulsecast.demo import run_demo
 
     result = run_demo(
-        _settings(ctx),
+        _secure(_settings(ctx)) if secure else _settings(ctx),
         minutes=minutes,
         rate_eps=rate,
         stream_job=stream_job,
         history_days=history_days,
         entities=entities,
+        with_=_names(with_),
         say=_say,
     )
     for line in result.lines():
@@ -439,6 +492,7 @@ def stream_run(
     from pulsecast.stream.session import spark_session
 
     settings = _settings(ctx)
+    _serving(settings)
     _say(f"starting Spark ({settings.spark.master})...")
     spark = spark_session(settings, app_name="pulsecast-stream")
     job = StreamJob(spark, settings, streams=stream or None)
@@ -626,6 +680,7 @@ def dashboard(
         msg = f"--stream {chosen!r} is not configured; streams: {known}"
         raise PulsecastError(msg)
     _say(f"pulsecast dashboard on {settings.dashboard.url} (stream {chosen}); Ctrl-C stops it")
+    _serving(settings)
     serve_dashboard(settings, stream=chosen)
 
 
@@ -955,6 +1010,58 @@ def bench_e2e(
     ]
     print("\n".join(lines))
     print(f"ratio          {r['ratio']:>10.2f}")
+
+
+@bench_app.command("query")
+def bench_query(
+    ctx: typer.Context,
+    events: Annotated[int, typer.Option(min=1, help="Events in the lake (silver).")] = 10_000_000,
+    repeat: Annotated[
+        int, typer.Option(min=1, help="Timed runs per query and engine (after a warm-up run).")
+    ] = 10,
+    lake_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="The benchmark's lake (reused when it holds enough events); "
+            "default <data_dir>/bench/query-lake."
+        ),
+    ] = None,
+    engine: Annotated[str, typer.Option(help="duckdb, spark or both.")] = "both",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Dashboard queries and named analyses on a bulk-written lake: p50/p95, DuckDB vs Spark SQL."""
+    from pulsecast.bench.query import ENGINES, run_query_benchmark
+
+    if engine not in (*ENGINES, "both"):
+        msg = f"--engine must be duckdb, spark or both, got {engine!r}"
+        raise PulsecastError(msg)
+    results = run_query_benchmark(
+        _settings(ctx),
+        events=events,
+        repeat=repeat,
+        lake_dir=lake_dir,
+        engines=ENGINES if engine == "both" else (engine,),
+        say=_say,
+    )
+    if as_json:
+        print(json.dumps(results))
+        return
+    engines = [e for e in ENGINES if engine in ("both", e)]
+    rows = []
+    for name, by_engine in results.items():
+        cells = [name]
+        for e in engines:
+            figures = by_engine[e]
+            if "error" in figures:
+                cells += ["error", ""]
+            else:
+                cells += [f"{figures['p50_ms']:,.1f}", f"{figures['p95_ms']:,.1f}"]
+        rows.append(cells)
+    _print_table(["query", *[f"{e} {q} ms" for e in engines for q in ("p50", "p95")]], rows)
+    for name, by_engine in results.items():
+        for e in engines:
+            if "error" in by_engine[e]:
+                print(f"{name} on {e}: {by_engine[e]['error']}")
 
 
 models_app = typer.Typer(

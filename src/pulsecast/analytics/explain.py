@@ -219,6 +219,8 @@ def _open_duckdb_tables(settings: Settings, con: Any) -> Iterator[_DuckTable]:
     from deltalake import DeltaTable
     from deltalake.exceptions import TableNotFoundError
 
+    from pulsecast.security.lake_crypto import readable_dataset
+
     for name, uri in lake_tables(settings).items():
         try:
             table = DeltaTable(uri)
@@ -230,7 +232,7 @@ def _open_duckdb_tables(settings: Settings, con: Any) -> Iterator[_DuckTable]:
             raise QueryError(msg) from exc
         handler = _counting_handler(plain.filesystem.handler)
         dataset = table.to_pyarrow_dataset(filesystem=pa_fs.PyFileSystem(handler))
-        con.register(name, dataset)
+        con.register(name, readable_dataset(dataset, settings))
         yield _DuckTable(
             name, table, handler, _add_files(pa.table(table.get_add_actions(flatten=True)))
         )

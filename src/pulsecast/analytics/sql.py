@@ -277,7 +277,10 @@ class DuckDBEngine:
                 raise QueryError(msg) from exc
             if table.version() == version and name in self._registered:
                 return True
-        self.connection.register(name, table.to_pyarrow_dataset())
+        from pulsecast.security.lake_crypto import readable_dataset
+
+        # Decrypts the lake's Parquet files when it is encrypted (security.encrypt_lake).
+        self.connection.register(name, readable_dataset(table.to_pyarrow_dataset(), self.settings))
         self._registered.add(name)
         return True
 

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pulsecast.bus.admin import TopicAdmin
+from pulsecast.bus.clients import spark_kafka_options
 from pulsecast.bus.consumer import end_offsets
 from pulsecast.bus.producer import EventProducer
 from pulsecast.bus.topics import TOPIC_KINDS, TopicSpec, topic_name
@@ -301,7 +302,7 @@ def _passthrough(spark: SparkSession, settings: Settings, stream: str, total: in
     out = settings.data_dir / "bench" / stream / "passthrough"
     query = (
         spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", settings.kafka.bootstrap)
+        .options(**spark_kafka_options(settings))
         .option("subscribe", topic_name(stream, "events"))
         .option("startingOffsets", "earliest")
         .option("maxOffsetsPerTrigger", settings.stream.max_offsets_per_trigger)

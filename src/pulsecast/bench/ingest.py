@@ -27,6 +27,7 @@ import json
 import os
 import re
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -45,6 +46,7 @@ from pulsecast.bus.producer import EventProducer
 from pulsecast.bus.topics import TopicSpec, topic_name
 from pulsecast.config import Settings
 from pulsecast.events.schema import SchemaRegistry
+from pulsecast.security.tls import http_verify
 from pulsecast.services.java import classpath, find_java
 from pulsecast.services.kafka import KafkaService
 from pulsecast.sources.simulator import FleetSimulator
@@ -82,7 +84,9 @@ def _measure_producer(settings: Settings, stream: str, events: list[dict[str, An
     return len(events) / elapsed
 
 
-async def _post_all(url: str, bodies: list[bytes], concurrency: int) -> int:
+async def _post_all(
+    url: str, bodies: list[bytes], concurrency: int, verify: ssl.SSLContext | bool = True
+) -> int:
     queue: asyncio.Queue[bytes] = asyncio.Queue()
     for body in bodies:
         queue.put_nowait(body)
@@ -101,7 +105,7 @@ async def _post_all(url: str, bodies: list[bytes], concurrency: int) -> int:
             accepted += response.json()["accepted"]
 
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+    async with httpx.AsyncClient(timeout=60, limits=limits, verify=verify) as client:
         await asyncio.gather(*(worker(client) for _ in range(concurrency)))
     return accepted
 
@@ -123,12 +127,13 @@ def _measure_http(
     server = subprocess.Popen(
         [*cmd, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
-    url = f"http://127.0.0.1:{port}"
+    url = f"{'https' if settings.ingest.tls else 'http'}://127.0.0.1:{port}"
+    verify = http_verify(settings)
     try:
         deadline = time.monotonic() + 30
         while True:
             try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                if httpx.get(f"{url}/healthz", timeout=1, verify=verify).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
@@ -140,7 +145,9 @@ def _measure_http(
         encode = msgspec.json.Encoder().encode
         bodies = [encode({"events": events[i : i + batch]}) for i in range(0, len(events), batch)]
         t0 = time.perf_counter()
-        accepted = asyncio.run(_post_all(f"{url}/v1/streams/{stream}/events", bodies, concurrency))
+        accepted = asyncio.run(
+            _post_all(f"{url}/v1/streams/{stream}/events", bodies, concurrency, verify)
+        )
         elapsed = time.perf_counter() - t0
     finally:
         server.terminate()

@@ -12,6 +12,7 @@ from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from pulsecast.bus.clients import consumer_config
 from pulsecast.bus.errors import BusError
 from pulsecast.config import Settings
+from pulsecast.security.kafka_acl import reader_of
 
 __all__ = ["EventConsumer", "Record", "end_offsets", "read_since"]
 
@@ -71,8 +72,12 @@ class EventConsumer:
     ) -> None:
         commit = group_id is not None
         group = group_id or f"pulsecast-reader-{uuid.uuid4().hex[:12]}"
+        # In secure mode the topics' reader (stream for events, dashboard for derived topics).
+        principal = reader_of(topics[0]) if topics else "stream"
         self._consumer = Consumer(
-            consumer_config(settings.kafka, group, from_beginning=from_beginning, commit=commit)
+            consumer_config(
+                settings, group, from_beginning=from_beginning, commit=commit, principal=principal
+            )
         )
         if topics:
             self._consumer.subscribe(topics)
@@ -155,9 +160,8 @@ def read_since(
     Raises:
         BusError: The end was not reached in time.
     """
-    reader = Consumer(
-        consumer_config(settings.kafka, f"pulsecast-reader-{uuid.uuid4().hex[:12]}", commit=False)
-    )
+    group = f"pulsecast-reader-{uuid.uuid4().hex[:12]}"
+    reader = Consumer(consumer_config(settings, group, commit=False, principal=reader_of(topic)))
     try:
         ends = {}
         for p in since:

@@ -33,6 +33,7 @@ from pulsecast.events.envelope import (
     Rejection,
 )
 from pulsecast.events.schema import SchemaRegistry, StreamSchema
+from pulsecast.security.kafka_acl import Principal
 
 __all__ = ["DeliveryCallback", "EventProducer", "SendReport"]
 
@@ -100,6 +101,8 @@ class EventProducer:
         report_all: Deliver a report for every message (needed by callers that
             pass ``on_delivery``); by default only failures are reported, which
             keeps Python out of the per-message acknowledgement path.
+        principal: Who it authenticates as in secure mode: ``producer`` writes
+            events (and their dead letters), ``stream`` the derived topics.
     """
 
     def __init__(
@@ -109,6 +112,7 @@ class EventProducer:
         source: str = "api",
         registry: SchemaRegistry | None = None,
         report_all: bool = False,
+        principal: Principal = "producer",
     ) -> None:
         self.settings = settings
         self.source = source
@@ -117,7 +121,7 @@ class EventProducer:
         self.first_error: str | None = None
         self._producer = Producer(
             {
-                **producer_config(settings.kafka),
+                **producer_config(settings, principal=principal),
                 "on_delivery": self._count,
                 "delivery.report.only.error": not report_all,
             }
@@ -175,13 +179,18 @@ class EventProducer:
         *,
         key: str | None = None,
         on_delivery: DeliveryCallback | None = None,
+        extra_headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
-        """Send an invalid input, as received, to ``<stream>.dlq`` with its reason."""
+        """Send an invalid input, as received, to ``<stream>.dlq`` with its reason.
+
+        ``extra_headers`` are added after the reason's (e.g. the request's correlation id).
+        """
         headers = [
             (DLQ_HEADER_REASON, rejection.reason.encode()),
             (DLQ_HEADER_ERROR, rejection.message.encode()),
             (DLQ_HEADER_STREAM, stream.encode()),
             (DLQ_HEADER_SOURCE, self.source.encode()),
+            *(extra_headers or []),
         ]
         if rejection.field:
             headers.append((DLQ_HEADER_FIELD, rejection.field.encode()))

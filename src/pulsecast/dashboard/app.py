@@ -6,7 +6,9 @@ with ``Plotly.react``, so the page never reloads. plotly.js is served from the
 ``plotly`` Python package (``/static/plotly.min.js``): the page works offline.
 The endpoints (``/api/...``) answer what :class:`~pulsecast.dashboard.panels.DashboardData`
 builds; each takes ``since`` (an age such as ``1h``, or ``min``) and ``stream``.
-:func:`serve` runs the application with uvicorn (``pulsecast dashboard``).
+:func:`serve` runs the application with uvicorn (``pulsecast dashboard``), over
+HTTPS with the local CA's ``dashboard`` certificate when ``dashboard.tls`` (always
+in secure mode).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 from pulsecast.config import Settings
 from pulsecast.dashboard.errors import DashboardError
 from pulsecast.dashboard.panels import RANGES, DashboardData
+from pulsecast.security.tls import uvicorn_tls
 
 __all__ = ["create_app", "plotly_js", "serve"]
 
@@ -137,6 +140,7 @@ def serve(settings: Settings, *, stream: str | None = None) -> None:
 
     Raises:
         DashboardError: The port is taken, or ``stream`` is not configured.
+        CertificateError: It serves HTTPS and its certificate is missing.
     """
     import uvicorn
 
@@ -154,6 +158,7 @@ def serve(settings: Settings, *, stream: str | None = None) -> None:
     if stream is not None and stream not in settings.streams:
         msg = f"stream {stream!r} is not configured; streams: {', '.join(sorted(settings.streams))}"
         raise DashboardError(msg)
+    tls = uvicorn_tls(settings, "dashboard")  # fails before serving when a file is missing
     app = create_app(settings, data=DashboardData(settings, stream=stream))
     log.info("dashboard on %s", settings.dashboard.url)
     uvicorn.run(
@@ -162,4 +167,5 @@ def serve(settings: Settings, *, stream: str | None = None) -> None:
         port=port,
         log_level="warning",
         access_log=False,
+        **tls,  # type: ignore[arg-type]
     )

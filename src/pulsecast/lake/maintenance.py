@@ -38,6 +38,7 @@ from pulsecast.lake.tables import (
     SILVER_ZORDER,
     LakeTables,
 )
+from pulsecast.security.lake_crypto import lake_encrypted
 
 if TYPE_CHECKING:
     from delta.tables import DeltaTable
@@ -59,6 +60,8 @@ log = logging.getLogger(__name__)
 
 Zone = Literal["bronze", "silver", "gold", "panes"]
 ZONES: Final[tuple[Zone, ...]] = ("bronze", "silver", "gold", "panes")
+#: Zones written and read with delta-rs (plain Parquet), not Spark.
+_DELTA_RS_ZONES: Final[frozenset[Zone]] = frozenset({"gold", "panes"})
 #: Delta's default ``delta.deletedFileRetentionDuration`` (7 days), in hours.
 DEFAULT_RETENTION_HOURS: Final = 168.0
 _RETENTION_PROPERTY: Final = "delta.deletedFileRetentionDuration"
@@ -310,7 +313,15 @@ def optimize(
         msg = f"--since {since.isoformat()} is after --until {until.isoformat()}"
         raise LakeError(msg)
     results: list[OptimizeResult] = []
-    for table, delta in _existing(spark, maintained_tables(settings, streams=streams, zones=zones)):
+    tables = maintained_tables(settings, streams=streams, zones=zones)
+    if lake_encrypted(settings):
+        # Gold and panes are written and read by delta-rs, which cannot open the encrypted
+        # files a Spark rewrite would leave: they stay as delta-rs wrote them.
+        skipped = [t.name for t in tables if t.zone in _DELTA_RS_ZONES]
+        if skipped and progress is not None:
+            progress(f"not optimizing {', '.join(skipped)}: the lake is encrypted (delta-rs zones)")
+        tables = [t for t in tables if t.zone not in _DELTA_RS_ZONES]
+    for table, delta in _existing(spark, tables):
         columns = table.zorder if zorder else ()
         predicate = _date_range(table.date_column, since, until)
         if progress is not None:

@@ -36,6 +36,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from pulsecast.bus.clients import consumer_config
 from pulsecast.bus.topics import topic_name
 from pulsecast.config import Settings
 from pulsecast.monitoring import metrics as m
@@ -141,14 +142,9 @@ class Probes(Collector):
     def _end_offsets(self) -> dict[tuple[str, int], int]:
         """The broker's end offset of every partition of the streams' events and dlq topics."""
         if self._consumer is None:
-            self._consumer = Consumer(
-                {
-                    "bootstrap.servers": self.settings.kafka.bootstrap,
-                    "group.id": "pulsecast-monitor",
-                    "enable.auto.commit": False,
-                    "log_level": 0,
-                }
-            )
+            # Offsets only (no group joined): the pipeline's reader may describe its topics.
+            config = consumer_config(self.settings, "pulsecast-monitor", commit=False)
+            self._consumer = Consumer({**config, "log_level": 0})
         topics = [topic_name(s, kind) for s in self.settings.streams for kind in ("events", "dlq")]
         metadata = self._consumer.list_topics(timeout=_KAFKA_TIMEOUT_S)
         ends: dict[tuple[str, int], int] = {}

@@ -1,7 +1,7 @@
 """``pulsecast security check``: what is protected now, and what is not.
 
 Reports findings by area (certificates, keystore, API keys, rate limits, audit
-trail, and the network hops and lake that are not protected yet) with a
+trail, Kafka, PostgreSQL, HTTPS and the lake at rest) with a
 status: ``ok``, ``warn``, ``off`` (not protected, by choice or not built yet)
 or ``fail`` (something is wrong). Reads files only: it creates nothing.
 """
@@ -20,6 +20,7 @@ from pulsecast.security.apikeys import ApiKeyStore
 from pulsecast.security.audit import audit_log
 from pulsecast.security.certs import certificate_status
 from pulsecast.security.errors import KeystoreError, SecurityError
+from pulsecast.security.kafka_acl import PRINCIPALS, kafka_security_dir, password_file
 from pulsecast.security.keys import decode_master_key, key_fingerprint
 
 if TYPE_CHECKING:
@@ -162,6 +163,68 @@ def _http(settings: Settings, root: Path) -> list[Finding]:
     ]
 
 
+def _properties(path: Path) -> dict[str, str]:
+    """A Java properties file as a mapping (comments and blank lines skipped)."""
+    pairs = (
+        line.split("=", 1)
+        for line in path.read_text().splitlines()
+        if "=" in line and not line.lstrip().startswith("#")
+    )
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+def _kafka(settings: Settings) -> list[Finding]:
+    """Whether the local broker runs SASL_SSL with ACLs (from its generated server.properties)."""
+    if not settings.kafka.is_local:
+        return [
+            Finding(
+                "kafka",
+                "warn" if settings.security.enabled else "off",
+                "external cluster: its listeners and ACLs are not checked here",
+            )
+        ]
+    if not settings.security.enabled:
+        return [Finding("kafka", "off", "security.enabled is false: plaintext, no auth, no ACLs")]
+    server = settings.data_dir / "kafka" / "server.properties"
+    if not server.is_file():
+        return [Finding("kafka", "warn", "SASL_SSL configured, broker not started yet")]
+    props = _properties(server)
+    listeners = props.get("listeners", "")
+    secure = (
+        f"SASL_SSL://{settings.kafka.host}:{settings.kafka.port}" in listeners
+        and "PLAINTEXT://" not in listeners
+        and props.get("listener.security.protocol.map", "").startswith("CONTROLLER:SSL")
+        and props.get("authorizer.class.name", "").endswith("StandardAuthorizer")
+        and props.get("allow.everyone.if.no.acl.found") == "false"
+    )
+    if not secure:
+        return [
+            Finding(
+                "kafka",
+                "fail",
+                f"broker last started without SASL_SSL and ACLs ({server}); restart it",
+            )
+        ]
+    findings = [
+        Finding(
+            "kafka",
+            "ok",
+            f"SASL_SSL (SCRAM-SHA-512) on port {settings.kafka.port}, no plaintext listener; "
+            "controller mutual TLS; StandardAuthorizer, deny unless an ACL allows",
+        )
+    ]
+    files = [password_file(settings, p) for p in PRINCIPALS]
+    missing = [f.name for f in files if not f.is_file()]
+    if missing:
+        findings.append(Finding("kafka", "fail", f"no password for {', '.join(missing)}"))
+    loose = _loose([*files, kafka_security_dir(settings) / "broker.properties"])
+    if loose:
+        findings.append(
+            Finding("kafka", "fail", f"readable by others: {', '.join(map(str, loose))}")
+        )
+    return findings
+
+
 def _audit(settings: Settings) -> Finding:
     if not settings.security.audit:
         return Finding("audit trail", "off", "security.audit is false: nothing is recorded")
@@ -181,9 +244,66 @@ def security_check(settings: Settings, *, now: datetime | None = None) -> list[F
         *_keystore(settings, root),
         *_http(settings, root),
         _audit(settings),
-        # Built in a later step of issue 7; stated so nobody assumes otherwise.
-        Finding("kafka", "off", "plaintext listener, no authentication, no ACLs (not yet)"),
-        Finding("postgresql", "off", "no TLS, no per-role passwords (not yet)"),
-        Finding("http", "off", "HTTP ingest and dashboard serve plain HTTP, no TLS (not yet)"),
-        Finding("lake", "off", "files on disk are not encrypted (not yet)"),
+        *_kafka(settings),
+        *_postgres(settings),
+        _https(settings),
+        _lake(settings),
     ]
+
+
+def _lake(settings: Settings) -> Finding:
+    from pulsecast.security.lake_crypto import lake_encrypted
+
+    if not lake_encrypted(settings):
+        return Finding("lake", "off", "files on disk are not encrypted (security.encrypt_lake)")
+    return Finding(
+        "lake",
+        "warn",
+        "bronze and silver encrypted (Parquet modular encryption, keystore key 'lake'); "
+        "gold, panes and scores (written by delta-rs), the Delta logs and partition values "
+        "are not",
+    )
+
+
+def _postgres(settings: Settings) -> list[Finding]:
+    from pulsecast.services.errors import ServiceError
+    from pulsecast.services.postgres import server_bin_dir
+    from pulsecast.warehouse.access import ROLES, password_file
+
+    if not settings.security.enabled:
+        return [Finding("postgresql", "off", "security.enabled is false: no TLS, one superuser")]
+    if not settings.postgres.is_local:
+        text = f"external server: clients use sslmode={settings.security.postgres_sslmode}"
+        return [Finding("postgresql", "warn", text)]
+    try:
+        server_bin_dir(settings)
+    except ServiceError as exc:
+        return [Finding("postgresql", "warn", str(exc))]
+    files = [password_file(settings, role) for role in ROLES]
+    if loose := _loose(files):
+        return [Finding("postgresql", "fail", f"readable by others: {', '.join(map(str, loose))}")]
+    if missing := [f.stem for f in files if not f.is_file()]:
+        text = f"TLS configured, no password yet for {', '.join(missing)}: server not started"
+        return [Finding("postgresql", "warn", text)]
+    text = (
+        f"TLS only (hostssl, SCRAM-SHA-256), clients sslmode={settings.security.postgres_sslmode};"
+        " roles admin, writer, analyst with their own passwords"
+    )
+    return [Finding("postgresql", "ok", text)]
+
+
+def _https(settings: Settings) -> Finding:
+    from pulsecast.security.tls import server_files
+
+    servers = [name for name in ("ingest", "dashboard") if getattr(settings, name).tls]
+    if not servers:
+        return Finding("http", "off", "HTTP ingest and dashboard serve plain HTTP")
+    try:
+        for name in servers:
+            server_files(settings, name)
+    except SecurityError as exc:
+        return Finding("http", "fail", str(exc))
+    text = f"HTTPS with the local CA's certificates: {', '.join(servers)}"
+    if len(servers) < 2:
+        return Finding("http", "warn", f"{text}; the other serves plain HTTP")
+    return Finding("http", "ok", text)

@@ -20,9 +20,10 @@ from pulsecast.errors import PulsecastError
 from pulsecast.security._files import security_dir
 from pulsecast.security.apikeys import ROLES, ApiKeyStore, Role
 from pulsecast.security.audit import audit_log, record
-from pulsecast.security.certs import init_certificates, rotate_certificates
+from pulsecast.security.certs import rotate_certificates
 from pulsecast.security.check import security_check
 from pulsecast.security.keys import keystore_for
+from pulsecast.security.mode import initialise
 
 __all__ = ["audit_app", "security_app"]
 
@@ -49,19 +50,13 @@ def _say(text: str) -> None:
 def security_init(ctx: typer.Context) -> None:
     """Create the local CA, server and client certificates and the keystore (idempotent)."""
     settings = _settings(ctx)
-    sec = settings.security
     root = security_dir(settings)
-    created = init_certificates(
-        root, ca_days=sec.ca_validity_days, leaf_days=sec.cert_validity_days
-    )
-    store = keystore_for(settings)
-    store.data_key("default")
+    created, master_id = initialise(settings)
     if created:
-        record(settings, "security.init", str(root), details={"created": created})
         _say(f"created in {root}: {', '.join(created)}")
     else:
         _say(f"{root}: everything present, nothing created")
-    _say(f"keystore: master key {store.master_id}")
+    _say(f"keystore: master key {master_id}")
 
 
 @security_app.command("rotate")

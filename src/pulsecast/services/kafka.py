@@ -5,6 +5,19 @@ profile of jvm/pom.xml, with its configuration generated from Settings under
 ``<data_dir>/kafka/``. Storage is formatted on first start with Kafka's own
 ``StorageTool``; ``start`` returns once the broker answers a metadata request.
 When ``kafka.bootstrap_servers`` points at an existing cluster nothing is run.
+
+With ``security.enabled`` the client listener on ``kafka.port`` is SASL_SSL
+only (SCRAM-SHA-512; no plaintext listener), the KRaft ``StandardAuthorizer``
+denies what no ACL allows (:mod:`pulsecast.security.kafka_acl`), and ``admin``
+and the broker itself (``kafka``) are the super users. The TLS identity is the
+``servers/kafka`` certificate of ``pulsecast security init``. The controller
+listener (``kafka.controller_port``) is the broker-internal KRaft channel:
+it is TLS too and requires a client certificate, which only the broker holds
+(its ``CN=kafka,OU=server`` maps to principal ``kafka``). The SCRAM users are
+added when storage is formatted; their passwords reach the storage tool in a
+``0600`` argument file and the broker through Kafka's ``FileConfigProvider``
+(``<security dir>/kafka/broker.properties``, ``0600``), never a command line
+or ``server.properties``.
 """
 
 from __future__ import annotations
@@ -17,6 +30,18 @@ import uuid
 from pathlib import Path
 
 from pulsecast.config import Settings
+from pulsecast.security._files import security_dir, write_private
+from pulsecast.security.certs import leaf_dir
+from pulsecast.security.kafka_acl import (
+    BROKER_PRINCIPAL,
+    PRINCIPALS,
+    SCRAM_MECHANISM,
+    SUPER_USERS,
+    ensure_passwords,
+    kafka_security_dir,
+    read_password,
+    truststore_file,
+)
 from pulsecast.services.base import (
     PidFile,
     ProcessService,
@@ -58,6 +83,11 @@ def cluster_id() -> str:
             return text
 
 
+def _argfile_quote(arg: str) -> str:
+    """One argument as a line of a Java launcher ``@argfile`` (quoted, backslashes escaped)."""
+    return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 class KafkaService(ProcessService):
     """The local single-node Kafka broker."""
 
@@ -75,8 +105,23 @@ class KafkaService(ProcessService):
     def managed(self) -> bool:  # noqa: D102 (see base class)
         return self.settings.kafka.is_local
 
+    @property
+    def secure(self) -> bool:
+        """Whether the broker runs in secure mode (``security.enabled``)."""
+        return self.settings.security.enabled
+
+    @property
+    def secrets_file(self) -> Path:
+        """The ``0600`` properties file the broker's ``FileConfigProvider`` reads secrets from."""
+        return kafka_security_dir(self.settings) / "broker.properties"
+
+    @property
+    def keystore(self) -> Path:
+        """The broker's TLS key and certificate chain (PKCS#12, from ``security init``)."""
+        return leaf_dir(security_dir(self.settings), "server", "kafka") / "keystore.p12"
+
     def server_properties(self) -> str:
-        """The broker's configuration, derived from Settings."""
+        """The broker's configuration, derived from Settings (no secret in it)."""
         k = self.settings.kafka
         props = {
             "process.roles": "broker,controller",
@@ -101,10 +146,65 @@ class KafkaService(ProcessService):
             "num.network.threads": "2",
             "num.io.threads": "4",
         }
+        if self.secure:
+            props.update(self._secure_properties())
         return "".join(f"{key}={value}\n" for key, value in props.items())
+
+    def _secure_properties(self) -> dict[str, str]:
+        """SASL_SSL for clients, mutual TLS for the controller, ACLs for everything."""
+        k = self.settings.kafka
+        secrets = self.secrets_file
+        jaas = (
+            "org.apache.kafka.common.security.scram.ScramLoginModule required "
+            f'username="{BROKER_PRINCIPAL}" password="${{file:{secrets}:password}}";'
+        )
+        mechanism = SCRAM_MECHANISM.lower()
+        return {
+            "listeners": f"SASL_SSL://{k.host}:{k.port},CONTROLLER://{k.host}:{k.controller_port}",
+            "advertised.listeners": f"SASL_SSL://{k.host}:{k.port}",
+            "inter.broker.listener.name": "SASL_SSL",
+            "listener.security.protocol.map": "CONTROLLER:SSL,SASL_SSL:SASL_SSL",
+            "sasl.enabled.mechanisms": SCRAM_MECHANISM,
+            "sasl.mechanism.inter.broker.protocol": SCRAM_MECHANISM,
+            f"listener.name.sasl_ssl.{mechanism}.sasl.jaas.config": jaas,
+            "config.providers": "file",
+            "config.providers.file.class": (
+                "org.apache.kafka.common.config.provider.FileConfigProvider"
+            ),
+            "ssl.keystore.type": "PKCS12",
+            "ssl.keystore.location": str(self.keystore),
+            "ssl.keystore.password": f"${{file:{secrets}:keystore.password}}",
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": str(truststore_file(self.settings)),
+            "listener.name.controller.ssl.client.auth": "required",
+            "ssl.principal.mapping.rules": (
+                f"RULE:^CN={BROKER_PRINCIPAL},OU=server,O=pulsecast$/{BROKER_PRINCIPAL}/,DEFAULT"
+            ),
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "allow.everyone.if.no.acl.found": "false",
+            "super.users": ";".join(f"User:{name}" for name in SUPER_USERS),
+        }
+
+    def _write_secrets(self) -> None:
+        """Passwords for every principal (made once) and the broker's secrets file."""
+        if not self.keystore.is_file() or not truststore_file(self.settings).is_file():
+            reason = (
+                f"no TLS certificate for the broker at {self.keystore}; "
+                "run `pulsecast security init`"
+            )
+            raise ServiceStartError(self.name, reason, None)
+        ensure_passwords(self.settings)
+        keystore_password = (self.keystore.parent / "keystore.password").read_text().strip()
+        body = (
+            f"password={read_password(self.settings, BROKER_PRINCIPAL)}\n"
+            f"keystore.password={keystore_password}\n"
+        )
+        write_private(self.secrets_file, body.encode())
 
     def _write_config(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
+        if self.secure:
+            self._write_secrets()
         self.config_file.write_text(self.server_properties())
         (self.home / "log4j2.properties").write_text(_LOG4J2)
 
@@ -123,23 +223,48 @@ class KafkaService(ProcessService):
             *args,
         ]
 
+    @property
+    def _scram_marker(self) -> Path:
+        """Written when storage was formatted with the SCRAM users (names only)."""
+        return self.home / "scram-users"
+
     def _format_storage(self) -> None:
         if (self.log_dirs / "meta.properties").exists():
+            if self.secure and not self._scram_marker.is_file():
+                reason = (
+                    f"storage in {self.log_dirs} was formatted without SCRAM users; "
+                    "secure mode needs a fresh Kafka data folder"
+                )
+                raise ServiceStartError(self.name, reason, None)
             return
         log.info("formatting Kafka storage in %s", self.log_dirs)
-        cmd = self._java_cmd(
-            "kafka.tools.StorageTool",
-            "format",
-            "--standalone",
-            "-t",
-            cluster_id(),
-            "-c",
-            str(self.config_file),
-        )
+        main = ["kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id()]
+        main += ["-c", str(self.config_file)]
+        if not self.secure:
+            self._run_storage_tool(main, secrets=[])
+            return
+        passwords = [read_password(self.settings, p) for p in PRINCIPALS]
+        for principal, password in zip(PRINCIPALS, passwords, strict=True):
+            main += ["--add-scram", f"{SCRAM_MECHANISM}=[name={principal},password={password}]"]
+        # The passwords go in a 0600 argument file (main class included, so the
+        # launcher expands it), never on a command line others can read.
+        argfile = self.home / "format.args"
+        write_private(argfile, "\n".join(_argfile_quote(a) for a in main).encode())
+        try:
+            self._run_storage_tool([f"@{argfile}"], secrets=passwords)
+        finally:
+            argfile.unlink(missing_ok=True)
+        self._scram_marker.write_text("\n".join(PRINCIPALS) + "\n")
+
+    def _run_storage_tool(self, main_and_args: list[str], *, secrets: list[str]) -> None:
+        cmd = self._java_cmd(*main_and_args)
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=120)
         if proc.returncode != 0:
-            detail = (proc.stderr or proc.stdout).strip().splitlines()
-            reason = f"formatting storage failed: {detail[-1] if detail else proc.returncode}"
+            lines = (proc.stderr or proc.stdout).strip().splitlines()
+            detail = lines[-1] if lines else str(proc.returncode)
+            for secret in secrets:
+                detail = detail.replace(secret, "***")
+            reason = f"formatting storage failed: {detail}"
             raise ServiceStartError(self.name, reason, None)
 
     def _answers(self) -> bool:
@@ -147,7 +272,9 @@ class KafkaService(ProcessService):
             return False
         from confluent_kafka.admin import AdminClient
 
-        admin = AdminClient({"bootstrap.servers": self.settings.kafka.bootstrap, "log_level": 0})
+        from pulsecast.bus.clients import admin_config
+
+        admin = AdminClient({**admin_config(self.settings), "log_level": 0})
         try:
             admin.list_topics(timeout=2)
         except Exception:
@@ -203,5 +330,5 @@ class KafkaService(ProcessService):
             version=self.version(),
             data_dir=str(self.log_dirs),
             log_file=str(self.log_file),
-            detail="KRaft, broker+controller",
+            detail="KRaft, broker+controller" + (", SASL_SSL + ACLs" if self.secure else ""),
         )

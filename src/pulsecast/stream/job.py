@@ -52,6 +52,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import functions as F
 
+from pulsecast.bus.clients import spark_kafka_options
 from pulsecast.bus.topics import topic_name, topic_specs
 from pulsecast.config import Settings, StreamSpec, WindowSpec
 from pulsecast.events.errors import UnknownStreamError
@@ -63,6 +64,7 @@ from pulsecast.lake.tables import (
     SILVER_PARTITIONS,
     LakeTables,
 )
+from pulsecast.monitoring.correlation import CORRELATION_HEADER, MAX_LOGGED_IDS
 from pulsecast.monitoring.stream_metrics import (
     PrometheusStreamListener,
     record_batch,
@@ -327,8 +329,10 @@ class BatchWriter:
                         marks, [("", started), *marks[:-1]], strict=True
                     )
                 )
+                ids, id_count = _correlation_ids(batch)
                 log.info(
-                    "stream %s batch %s: %s records, %s valid, rejected %s in %.2f s (%s)",
+                    "stream %s batch %s: %s records, %s valid, rejected %s in %.2f s (%s), "
+                    "%s correlation ids",
                     self.stream,
                     batch_id,
                     records,
@@ -336,6 +340,14 @@ class BatchWriter:
                     dict(counts),
                     self.stats.last_batch_s,
                     steps,
+                    id_count,
+                    extra={
+                        "stream": self.stream,
+                        "batch_id": batch_id,
+                        "records": records,
+                        "correlation_ids": ",".join(ids),
+                        "correlation_id_count": id_count,
+                    },
                 )
             except Exception:
                 # The batch will be replayed: judge it by silver as the first run did,
@@ -393,7 +405,7 @@ class BatchWriter:
         (
             dead_letter_rows(invalid, self.stream)
             .write.format("kafka")
-            .option("kafka.bootstrap.servers", self.settings.kafka.bootstrap)
+            .options(**spark_kafka_options(self.settings))
             .option("topic", topic_name(self.stream, "dlq"))
             .save()
         )
@@ -571,6 +583,34 @@ class BatchWriter:
             return changed
 
 
+def _correlation_ids(batch: DataFrame) -> tuple[list[str], int]:
+    """The distinct correlation ids of a batch's records, in one Spark job.
+
+    Read from the Kafka header ``pulsecast-correlation-id`` (the source reads
+    headers); records without one are left out.
+
+    Returns:
+        The first :data:`MAX_LOGGED_IDS` ids in sorted order, and how many there are.
+    """
+    if "headers" not in batch.columns:  # a source without headers (tests, replays)
+        return [], 0
+    ids = F.transform(
+        F.filter("headers", lambda h: h["key"] == F.lit(CORRELATION_HEADER)),
+        lambda h: h["value"].cast("string"),
+    )
+    row = (
+        batch.select(F.explode(ids).alias("id"))
+        .agg(
+            F.count_distinct("id"),
+            F.slice(F.sort_array(F.collect_set("id")), 1, MAX_LOGGED_IDS),
+        )
+        .first()
+    )
+    if row is None:
+        return [], 0
+    return list(row[1] or []), int(row[0] or 0)
+
+
 def _trigger_time(query: StreamingQuery) -> float:
     """When the query's latest trigger started (epoch seconds; 0 before its first)."""
     progress = query.lastProgress
@@ -678,11 +718,12 @@ class StreamJob:
         job = self.settings.stream
         source = (
             self.spark.readStream.format("kafka")
-            .option("kafka.bootstrap.servers", self.settings.kafka.bootstrap)
+            .options(**spark_kafka_options(self.settings))
             .option("subscribe", topic_name(stream, "events"))
             .option("startingOffsets", job.starting_offsets)
             .option("maxOffsetsPerTrigger", job.max_offsets_per_trigger)
             .option("failOnDataLoss", "false")
+            .option("includeHeaders", "true")  # the correlation ids of the batch log
             .load()
         )
         self.queries[stream] = (

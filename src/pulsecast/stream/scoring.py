@@ -342,7 +342,7 @@ class ScoreWriter:
         predictions = topic_name(self.stream, "predictions")
         alerts = topic_name(self.stream, "alerts")
         # Closing flushes, and raises if any message was not delivered.
-        with EventProducer(self.settings, source="stream") as producer:
+        with EventProducer(self.settings, source="stream", principal="stream") as producer:
             for record in records:
                 message = json.dumps(_message(self.stream, record), allow_nan=False).encode()
                 producer.produce_raw(predictions, message, record["key"])

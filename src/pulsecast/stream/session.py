@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pulsecast.config import Settings
+from pulsecast.security.lake_crypto import enable_on_session, lake_encrypted
 from pulsecast.services.java import find_java, resolve
 
 if TYPE_CHECKING:
@@ -82,6 +83,8 @@ def spark_session(settings: Settings, *, app_name: str = "pulsecast") -> SparkSe
     Raises:
         JavaNotFoundError: No usable Java.
         ArtifactsError: The Spark jars could not be resolved.
+        SecurityError: The lake is to be encrypted (security.encrypt_lake) and
+            its key or encryption classes are unusable.
     """
     from pyspark import SparkContext
     from pyspark.sql import SparkSession
@@ -102,5 +105,7 @@ def spark_session(settings: Settings, *, app_name: str = "pulsecast") -> SparkSe
     session = builder.getOrCreate()
     # Spark's own warnings are chatty on a laptop; DEBUG shows them.
     session.sparkContext.setLogLevel("WARN" if settings.log.level == "DEBUG" else "ERROR")
+    if lake_encrypted(settings):
+        enable_on_session(session, settings)
     log.info("spark session ready (master %s)", settings.spark.master)
     return session

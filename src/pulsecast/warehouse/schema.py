@@ -4,8 +4,12 @@ Migrations are numbered SQL steps applied in order, each in its own
 transaction, and recorded in ``pulsecast.schema_version``; applying them again
 does nothing. Gold aggregates are upserted with ``INSERT ... ON CONFLICT``
 keyed on (stream, key, window, window start, metric), so replaying a
-micro-batch after a crash leaves the same rows. A read-only ``pulsecast_analyst``
-role may read every table of the schema.
+micro-batch after a crash leaves the same rows. Migrations run as the owner
+(``admin``); the loaders as ``pulsecast_writer``, which may insert, update and
+delete rows of the schema's tables but not change them; a read-only
+``pulsecast_analyst`` role may read every table of the schema. Connections come
+from :mod:`pulsecast.warehouse.access` (TLS and per-role passwords in secure
+mode).
 """
 
 from __future__ import annotations
@@ -21,6 +25,9 @@ from psycopg import sql
 
 from pulsecast.config import Settings
 from pulsecast.errors import PulsecastError
+from pulsecast.security.errors import CertificateError
+from pulsecast.warehouse.access import ANALYST_ROLE, WRITER_ROLE, Role
+from pulsecast.warehouse.access import connect as connect_as
 
 __all__ = [
     "ALERTS_TABLE",
@@ -29,6 +36,7 @@ __all__ = [
     "MIGRATIONS",
     "SCORES_TABLE",
     "WAREHOUSE_COLUMNS",
+    "WRITER_ROLE",
     "Warehouse",
     "WarehouseError",
 ]
@@ -39,7 +47,6 @@ SCHEMA = "pulsecast"
 GOLD_TABLE = f"{SCHEMA}.gold_aggregates"
 SCORES_TABLE = f"{SCHEMA}.anomaly_scores"
 ALERTS_TABLE = f"{SCHEMA}.alerts"
-ANALYST_ROLE = "pulsecast_analyst"
 _LOCK_ID = 7_340_001  # advisory lock serialising migrations
 
 
@@ -163,27 +170,34 @@ class Warehouse:
     """Connection, migrations and loaders of the warehouse.
 
     Args:
-        settings: The platform's settings (``postgres`` section).
+        settings: The platform's settings (``postgres`` and ``security`` sections).
+        role: Who the loaders and reads connect as; migrations always run as ``admin``.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, role: Role = "writer") -> None:
         self.settings = settings
+        self.role: Role = role
 
-    def connect(self) -> psycopg.Connection[Any]:
-        """A new connection (autocommit off).
+    def connect(self, *, role: Role | None = None) -> psycopg.Connection[Any]:
+        """A new connection as ``role`` (default: this warehouse's role; autocommit off).
 
         Raises:
-            WarehouseError: The server cannot be reached.
+            WarehouseError: The server cannot be reached, or refused the role.
         """
+        who = role or self.role
+        pg = self.settings.postgres
+        where = "(postgres.dsn)" if pg.dsn else f"{pg.host}:{pg.port}"
         try:
-            return psycopg.connect(self.settings.postgres.conninfo(), connect_timeout=10)
+            return connect_as(self.settings, role=who)
+        except CertificateError as exc:
+            msg = f"cannot connect to the warehouse at {where} over TLS: {exc}"
+            raise WarehouseError(msg) from exc
         except psycopg.OperationalError as exc:
-            where = (
-                "(postgres.dsn)"
-                if self.settings.postgres.dsn
-                else (f"{self.settings.postgres.host}:{self.settings.postgres.port}")
-            )
-            msg = f"the warehouse at {where} is not reachable (is it up? try `pulsecast up`)"
+            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else "no answer"
+            if "authentication failed" in reason or "pg_hba.conf" in reason:
+                msg = f"the warehouse at {where} refused role {who}: {reason}"
+            else:
+                msg = f"the warehouse at {where} is not reachable (is it up? try `pulsecast up`)"
             raise WarehouseError(msg) from exc
 
     def version(self) -> int:
@@ -204,7 +218,7 @@ class Warehouse:
             The versions applied now.
         """
         applied = []
-        with self.connect() as conn:
+        with self.connect(role="admin") as conn:
             conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_ID,))
             try:
                 conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
@@ -233,33 +247,43 @@ class Warehouse:
                         migration.description,
                     )
                 conn.commit()
-                self._grant_analyst(conn)
+                self._grant_roles(conn)
             finally:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_ID,))
                 conn.commit()
         return applied
 
-    def _grant_analyst(self, conn: psycopg.Connection[Any]) -> None:
-        role = sql.Identifier(ANALYST_ROLE)
+    def _grant_roles(self, conn: psycopg.Connection[Any]) -> None:
+        """Create the writer and analyst roles when missing, and grant them the schema.
+
+        The roles are ``NOLOGIN`` when made here; in secure mode the server's
+        launcher makes them ``LOGIN`` with their passwords before it starts.
+        """
         schema = sql.Identifier(SCHEMA)
-        try:
-            with conn.transaction():
-                exists = conn.execute(
-                    "SELECT 1 FROM pg_roles WHERE rolname = %s", (ANALYST_ROLE,)
-                ).fetchone()
-                if not exists:
-                    conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(role))
-                conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(schema, role))
-                conn.execute(
-                    sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}").format(schema, role)
-                )
-                conn.execute(
-                    sql.SQL(
-                        "ALTER DEFAULT PRIVILEGES IN SCHEMA {} GRANT SELECT ON TABLES TO {}"
-                    ).format(schema, role)
-                )
-        except psycopg.errors.InsufficientPrivilege:
-            log.warning("cannot create or grant role %s: not enough privileges", ANALYST_ROLE)
+        grants = ((WRITER_ROLE, "SELECT, INSERT, UPDATE, DELETE"), (ANALYST_ROLE, "SELECT"))
+        for name, privileges in grants:
+            role = sql.Identifier(name)
+            rights = sql.SQL(privileges)
+            try:
+                with conn.transaction():
+                    exists = conn.execute(
+                        "SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)
+                    ).fetchone()
+                    if not exists:
+                        conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(role))
+                    conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(schema, role))
+                    conn.execute(
+                        sql.SQL("GRANT {} ON ALL TABLES IN SCHEMA {} TO {}").format(
+                            rights, schema, role
+                        )
+                    )
+                    conn.execute(
+                        sql.SQL(
+                            "ALTER DEFAULT PRIVILEGES IN SCHEMA {} GRANT {} ON TABLES TO {}"
+                        ).format(schema, rights, role)
+                    )
+            except psycopg.errors.InsufficientPrivilege:
+                log.warning("cannot create or grant role %s: not enough privileges", name)
 
     def upsert_gold(self, rows: Sequence[tuple[Any, ...]]) -> int:
         """Insert or update gold aggregates (idempotent).

@@ -3,12 +3,12 @@ from __future__ import annotations
 from pulsecast.bus.clients import consumer_config, producer_config
 from pulsecast.bus.producer import _chunks, _raw_of
 from pulsecast.bus.topics import topic_name, topic_specs
-from pulsecast.config import KafkaSettings
 from pulsecast.testing import settings_for
 
 
-def test_producer_config_is_idempotent_acks_all_and_murmur2() -> None:
-    config = producer_config(KafkaSettings(port=9999, linger_ms=7, compression="zstd"))
+def test_producer_config_is_idempotent_acks_all_and_murmur2(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings = settings_for(tmp_path, kafka={"port": 9999, "linger_ms": 7, "compression": "zstd"})
+    config = producer_config(settings)
     assert config["bootstrap.servers"] == "127.0.0.1:9999"
     assert config["enable.idempotence"] is True
     assert config["acks"] == "all"
@@ -17,8 +17,8 @@ def test_producer_config_is_idempotent_acks_all_and_murmur2() -> None:
     assert config["partitioner"] == "murmur2_random"
 
 
-def test_consumer_config_offsets_and_commit() -> None:
-    kafka = KafkaSettings(bootstrap_servers="b1:9092,b2:9092")
+def test_consumer_config_offsets_and_commit(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    kafka = settings_for(tmp_path, kafka={"bootstrap_servers": "b1:9092,b2:9092"})
     config = consumer_config(kafka, "g", from_beginning=True, commit=False)
     assert config["bootstrap.servers"] == "b1:9092,b2:9092"
     assert config["auto.offset.reset"] == "earliest"
