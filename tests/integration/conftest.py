@@ -8,6 +8,7 @@ A server that cannot start fails the suite with its log tail.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import uuid
 from collections.abc import Callable, Iterator
@@ -78,6 +79,23 @@ def monitoring_toml(**extra: object) -> str:
     }
     lines = [f'{k} = "{v}"' if isinstance(v, str) else f"{k} = {v}" for k, v in values.items()]
     return "[monitoring]\n" + "\n".join(lines) + "\n"
+
+
+@contextlib.contextmanager
+def prometheus_running(settings: Settings) -> Iterator[Settings]:
+    """Prometheus, Alertmanager and the monitor of ``settings`` while the block runs."""
+    from pulsecast.services.prometheus import PrometheusService
+
+    service = PrometheusService(settings)
+    try:
+        service.start()
+    except ServiceError as exc:
+        service.stop()
+        pytest.fail(f"prometheus did not start: {exc}", pytrace=False)
+    try:
+        yield settings
+    finally:
+        service.stop()
 
 
 @pytest.fixture(scope="session")

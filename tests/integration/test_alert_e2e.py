@@ -46,12 +46,10 @@ from pulsecast.monitoring import read_alerts
 from pulsecast.monitoring.correlation import CORRELATION_HEADER
 from pulsecast.monitoring.status import parse_metrics
 from pulsecast.monitoring.webhook import RecordedAlert
-from pulsecast.services.errors import ServiceError
-from pulsecast.services.prometheus import PrometheusService
 from pulsecast.services.stack import Stack
 from pulsecast.testing import telemetry_event
 
-from .conftest import monitoring_toml
+from .conftest import monitoring_toml, prometheus_running
 
 STREAM = "telemetry"  # served by the session's ingest
 LAG_ALERT = "PulsecastKafkaLagGrowing"
@@ -92,14 +90,8 @@ def alerting(
 ) -> Iterator[Settings]:
     """Prometheus, Alertmanager and the monitor for the session's stack (this test's config)."""
     settings = load_settings(alert_config(stack_settings, tmp_path_factory.mktemp("alert-e2e")))
-    service = PrometheusService(settings)
-    try:
-        service.start()
-    except ServiceError as exc:
-        service.stop()
-        pytest.fail(f"prometheus did not start: {exc}", pytrace=False)
-    yield settings
-    service.stop()
+    with prometheus_running(settings):
+        yield settings
 
 
 class Traffic:

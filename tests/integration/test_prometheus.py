@@ -29,10 +29,9 @@ from pulsecast.monitoring import read_alerts
 from pulsecast.monitoring.metrics import STREAM_QUERY_ACTIVE
 from pulsecast.monitoring.stream_metrics import serve_metrics
 from pulsecast.monitoring.webhook import RecordedAlert
-from pulsecast.services.errors import ServiceError
 from pulsecast.services.prometheus import PrometheusService, default_rules_dir
 from tests.conftest import REPO
-from tests.integration.conftest import free_ports, monitoring_toml
+from tests.integration.conftest import free_ports, monitoring_toml, prometheus_running
 
 
 def fast_rules(folder: Path) -> Path:
@@ -62,15 +61,8 @@ dsn = "postgresql://127.0.0.1:1/none"
 enabled = false
 {monitoring_toml(rules_dir=str(fast_rules(root / "rules")))}"""
     )
-    settings = load_settings(config)
-    service = PrometheusService(settings)
-    try:
-        service.start()
-    except ServiceError as exc:
-        service.stop()
-        pytest.fail(f"prometheus did not start: {exc}", pytrace=False)
-    yield settings
-    service.stop()
+    with prometheus_running(load_settings(config)) as settings:
+        yield settings
 
 
 def wait_for(what: str, found: Callable[[], Any], timeout_s: float = 60) -> Any:

@@ -79,6 +79,7 @@ __all__ = [
     "named_queries",
     "percentile",
     "run_query_benchmark",
+    "set_write_times",
     "time_queries",
 ]
 
@@ -511,16 +512,7 @@ class _Writer:
         from deltalake import DeltaTable
 
         for uri, times in self.write_times.items():
-            log = Path(uri.removeprefix("file://")) / "_delta_log"
-            for version, moment in times.items():
-                commit = log / f"{version:020d}.json"
-                lines = []
-                for line in commit.read_text().splitlines():
-                    action = json.loads(line)
-                    if "add" in action:
-                        action["add"]["modificationTime"] = int(moment.timestamp() * 1000)
-                    lines.append(json.dumps(action))
-                commit.write_text("\n".join(lines) + "\n")
+            set_write_times(Path(uri.removeprefix("file://")), times)
             DeltaTable(uri).create_checkpoint()
 
 
@@ -844,3 +836,20 @@ def run_query_benchmark(
         for query, figures in timed.items():
             results[query][name] = figures
     return results
+
+
+def set_write_times(table: Path, times: dict[int, datetime]) -> None:
+    """Set the ``modificationTime`` of the files each commit (version) of ``table`` added.
+
+    A lake written in bulk then looks as the job leaves it: each micro-batch's
+    files written when its batch closed (``throughput`` and ``freshness`` read it).
+    """
+    for version, moment in times.items():
+        commit = table / "_delta_log" / f"{version:020d}.json"
+        lines = []
+        for line in commit.read_text().splitlines():
+            action = json.loads(line)
+            if "add" in action:
+                action["add"]["modificationTime"] = int(moment.timestamp() * 1000)
+            lines.append(json.dumps(action))
+        commit.write_text("\n".join(lines) + "\n")

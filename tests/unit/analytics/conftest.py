@@ -10,7 +10,6 @@ The silver files' write times in the Delta log are set to known instants, so
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import pyarrow as pa
 import pytest
 from deltalake import write_deltalake
 
+from pulsecast.bench.query import set_write_times
 from pulsecast.config import Settings
 from pulsecast.testing import settings_for
 
@@ -155,19 +155,6 @@ def _silver(batch: int) -> pa.Table:
     )
 
 
-def _set_write_times(table: Path, times: dict[int, datetime]) -> None:
-    """Set the modificationTime of the files each commit (version) added."""
-    for version, moment in times.items():
-        commit = table / "_delta_log" / f"{version:020d}.json"
-        lines = []
-        for line in commit.read_text().splitlines():
-            action = json.loads(line)
-            if "add" in action:
-                action["add"]["modificationTime"] = int(moment.timestamp() * 1000)
-            lines.append(json.dumps(action))
-        commit.write_text("\n".join(lines) + "\n")
-
-
 def write_lake(root: Path) -> None:
     """The fixture lake of ``telemetry`` under ``root``."""
     write_deltalake(
@@ -182,7 +169,7 @@ def write_lake(root: Path) -> None:
             partition_by=["event_date", "event_hour"],
             mode="append",
         )
-    _set_write_times(root / "silver/telemetry", WRITTEN)
+    set_write_times(root / "silver/telemetry", WRITTEN)
 
 
 @pytest.fixture(scope="session")

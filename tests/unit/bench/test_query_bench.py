@@ -197,24 +197,9 @@ def test_bench_query_cli_reuses_the_lake(
     marker = (bench_lake_root / MARKER).read_text()
     config = tmp_path / "pulsecast.toml"
     config.write_text(f'[paths]\ndata_dir = "{tmp_path / "state"}"\n')
-    result = CliRunner().invoke(
-        app,
-        [
-            "--config",
-            str(config),
-            "bench",
-            "query",
-            "--events",
-            "1000",
-            "--repeat",
-            "1",
-            "--lake-dir",
-            str(bench_lake_root),
-            "--engine",
-            "duckdb",
-            "--json",
-        ],
-    )
+    args = ["--config", str(config), "bench", "query", "--events", "1000", "--repeat", "1"]
+    args += ["--lake-dir", str(bench_lake_root), "--engine", "duckdb"]
+    result = CliRunner().invoke(app, [*args, "--json"])
     assert result.exit_code == 0, result.stderr
     out = json.loads(result.stdout)
     assert set(out) == set(bench_results)
@@ -222,23 +207,7 @@ def test_bench_query_cli_reuses_the_lake(
     assert "reusing the lake" in result.stderr
     assert (bench_lake_root / MARKER).read_text() == marker  # not rebuilt
 
-    table = CliRunner().invoke(
-        app,
-        [
-            "--config",
-            str(config),
-            "bench",
-            "query",
-            "--events",
-            "1000",
-            "--repeat",
-            "1",
-            "--lake-dir",
-            str(bench_lake_root),
-            "--engine",
-            "duckdb",
-        ],
-    )
+    table = CliRunner().invoke(app, args)
     assert table.exit_code == 0, table.stderr
     lines = table.stdout.splitlines()
     assert lines[0].split() == ["query", "duckdb", "p50", "ms", "duckdb", "p95", "ms"]
