@@ -413,38 +413,11 @@ def _score_rows(silver: DataFrame, settings: Settings, metrics: list[str]) -> Da
     """The scores table's rows: live scoring's series per window, drawn scores, forecasts."""
     from pyspark.sql import functions as F
 
-    from pulsecast.stream.scoring import (
-        _LOG_FLOOR,
-        DETECTOR_NAME,
-        EVENTS_SERIES,
-        STDDEV_SUFFIX,
-        _stddev,
-    )
+    from pulsecast.stream.scoring import DETECTOR_NAME, window_series
 
-    window = F.window("event_time", f"{settings.ml.detector.window_s} seconds")
-    stats = silver.groupBy("key", window.alias("w")).agg(
-        F.count(F.lit(1)).alias("n_events"),
-        *[F.avg(m).cast("double").alias(f"mean_{i}") for i, m in enumerate(metrics)],
-        *[F.log(_stddev(m) + _LOG_FLOOR).alias(f"std_{i}") for i, m in enumerate(metrics)],
-        *[F.count(m).alias(f"n_{i}") for i, m in enumerate(metrics)],
+    rows = window_series(silver, metrics, settings.ml.detector).withColumnRenamed(
+        "observations", "count"
     )
-    series = [(EVENTS_SERIES, F.col("n_events").cast("double"), F.col("n_events"))]
-    for i, m in enumerate(metrics):
-        series.append((m, F.col(f"mean_{i}"), F.col(f"n_{i}")))
-        series.append((f"{m}{STDDEV_SUFFIX}", F.col(f"std_{i}"), F.col(f"n_{i}")))
-    rows = stats.select(
-        "key",
-        F.col("w.start").alias("window_start"),
-        F.col("w.end").alias("window_end"),
-        F.explode(
-            F.array(
-                *[
-                    F.struct(F.lit(s).alias("metric"), v.alias("value"), c.alias("count"))
-                    for s, v, c in series
-                ]
-            )
-        ).alias("m"),
-    ).select("key", "m.metric", "window_start", "window_end", "m.value", "m.count")
     # Mostly low scores; a score of 0.5 or more (a flag) about once in 200 windows.
     score = F.pow(_unit("key", "metric", "window_start", salt=50), 138.0)
     is_metric = F.col("metric").isin(*metrics)

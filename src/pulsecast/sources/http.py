@@ -152,6 +152,10 @@ def create_app(settings: Settings) -> FastAPI:
                 producer.flush(10)
             except ProduceError as exc:
                 log.error("ingest stopped with events unacknowledged: %s", exc)
+            finally:
+                # The app object may outlive its server (tests keep it): drop the
+                # producer, or librdkafka keeps retrying a broker that is gone.
+                holder.pop("producer", None)
 
     app = FastAPI(
         title="pulsecast ingest",

@@ -68,6 +68,7 @@ __all__ = [
     "scored_windows",
     "scores_schema",
     "start_scoring",
+    "window_series",
 ]
 
 log = logging.getLogger(__name__)
@@ -153,6 +154,50 @@ def _stddev(metric: str) -> Column:
     return F.when(std <= noise, F.lit(0.0)).otherwise(std)
 
 
+def window_series(silver: DataFrame, metrics: list[str], detector: DetectorSettings) -> DataFrame:
+    """Silver rows → one row per entity, window and series, as live scoring sees them.
+
+    The series of each window: ``events`` (its count), every metric's mean, and
+    every metric's log standard deviation (``<metric>.log_stddev``).
+
+    Returns:
+        ``key``, ``metric``, ``window_start``, ``window_end``, ``window_s`` (epoch
+        seconds of the start), ``value`` (may be null or NaN) and ``observations``.
+    """
+    window = F.window("event_time", f"{detector.window_s} seconds")
+    stats = silver.groupBy("key", window.alias("w")).agg(
+        F.count(F.lit(1)).alias("n_events"),
+        *[F.avg(m).cast("double").alias(f"mean_{i}") for i, m in enumerate(metrics)],
+        *[F.log(_stddev(m) + _LOG_FLOOR).alias(f"std_{i}") for i, m in enumerate(metrics)],
+        *[F.count(m).alias(f"n_{i}") for i, m in enumerate(metrics)],
+    )
+    series = [(EVENTS_SERIES, F.col("n_events").cast("double"), F.col("n_events"))]
+    for i, m in enumerate(metrics):
+        series.append((m, F.col(f"mean_{i}"), F.col(f"n_{i}")))
+        series.append((f"{m}{STDDEV_SUFFIX}", F.col(f"std_{i}"), F.col(f"n_{i}")))
+    per_metric = F.explode(
+        F.array(
+            *[
+                F.struct(
+                    F.lit(name).alias("metric"),
+                    value.alias("value"),
+                    count.alias("observations"),
+                )
+                for name, value, count in series
+            ]
+        )
+    )
+    stats = stats.select(
+        "key",
+        F.col("w.start").alias("window_start"),
+        F.col("w.end").alias("window_end"),
+        F.unix_seconds(F.col("w.start")).alias("window_s"),
+        per_metric.alias("m"),
+    )
+    columns = ["key", "m.metric", "window_start", "window_end", "window_s", "m.value"]
+    return stats.select(*columns, "m.observations")
+
+
 def scored_windows(
     silver: DataFrame, metrics: list[str], detector: DetectorSettings, *, delay_s: int
 ) -> DataFrame:
@@ -175,44 +220,8 @@ def scored_windows(
     Returns:
         A streaming DataFrame of :data:`SCORE_COLUMNS`.
     """
-    window = F.window("event_time", f"{detector.window_s} seconds")
-    stats = (
-        silver.withWatermark("event_time", f"{delay_s} seconds")
-        .groupBy("key", window.alias("w"))
-        .agg(
-            F.count(F.lit(1)).alias("n_events"),
-            *[F.avg(m).cast("double").alias(f"mean_{i}") for i, m in enumerate(metrics)],
-            *[F.log(_stddev(m) + _LOG_FLOOR).alias(f"std_{i}") for i, m in enumerate(metrics)],
-            *[F.count(m).alias(f"n_{i}") for i, m in enumerate(metrics)],
-        )
-    )
-    series = [(EVENTS_SERIES, F.col("n_events").cast("double"), F.col("n_events"))]
-    for i, m in enumerate(metrics):
-        series.append((m, F.col(f"mean_{i}"), F.col(f"n_{i}")))
-        series.append((f"{m}{STDDEV_SUFFIX}", F.col(f"std_{i}"), F.col(f"n_{i}")))
-    per_metric = F.explode(
-        F.array(
-            *[
-                F.struct(
-                    F.lit(name).alias("metric"),
-                    value.alias("value"),
-                    count.alias("observations"),
-                )
-                for name, value, count in series
-            ]
-        )
-    )
     rows = (
-        stats.select(
-            "key",
-            F.col("w.start").alias("window_start"),
-            F.col("w.end").alias("window_end"),
-            F.unix_seconds(F.col("w.start")).alias("window_s"),
-            per_metric.alias("m"),
-        )
-        .select(
-            "key", "m.metric", "window_start", "window_end", "window_s", "m.value", "m.observations"
-        )
+        window_series(silver.withWatermark("event_time", f"{delay_s} seconds"), metrics, detector)
         .where(F.col("value").isNotNull() & ~F.isnan("value"))
         .where(F.abs("value") < F.lit(float("inf")))
     )
