@@ -523,6 +523,13 @@ class MlSettings(_Section):
         0.8, gt=0, le=1, description="Share of training rows each tree sees."
     )
     gbt_seed: int = Field(42, description="Seed of the trees' subsampling.")
+    label_clip_sd: float = Field(
+        4.0,
+        gt=0,
+        description="The forecaster learns changes of at most this many of the entity's "
+        "standard deviations: larger ones (anomalies, for the detector) are clipped to it "
+        "in training, so that a few of them cannot teach the trees extreme leaves.",
+    )
     registry_uri: str | None = Field(
         None,
         description="MLflow tracking and registry store; default "

@@ -24,8 +24,9 @@ nothing) leave nulls instead of shifting lags; no Python runs per row.
 :func:`normalise` then puts every row on its entity's scale with statistics
 from the training range only (:func:`fit_normaliser`): features become
 differences from the latest value divided by the entity's standard deviation,
-and so does the label; calendar features (minute of day, and day of week when
-the history spans two weeks) are added. A model learns the dynamics common to
+and so does the label; calendar features (minute of day when the training
+range covers two days, and day of week when the history spans two weeks) are
+added. A model learns the dynamics common to
 every entity and metric, and its prediction maps back with
 ``value + sd * prediction``.
 
@@ -80,6 +81,10 @@ class FeatureSpec:
         metrics: The stream's metrics in order (``metric_idx`` is the position).
         step_s: Length of the gold window the rows come from, seconds.
         day_of_week: Whether the day of week is a feature (history of two weeks or more).
+        time_of_day: Whether the minute of the day is a feature. Training turns
+            it on only when its rows cover every minute of the day twice: with
+            less, the trees use the clock to memorise single events of the
+            training range and apply them to unseen times of the holdout.
     """
 
     horizon_min: int
@@ -89,6 +94,7 @@ class FeatureSpec:
     metrics: tuple[str, ...]
     step_s: int = 60
     day_of_week: bool = False
+    time_of_day: bool = True
     version: int = field(default=1)
 
     def __post_init__(self) -> None:
@@ -118,6 +124,7 @@ class FeatureSpec:
         season_min: int | None = None,
         step_s: int = 60,
         day_of_week: bool = False,
+        time_of_day: bool = True,
     ) -> FeatureSpec:
         """The spec the ``ml`` settings describe, with optional overrides."""
         return cls(
@@ -128,6 +135,7 @@ class FeatureSpec:
             metrics=metrics,
             step_s=step_s,
             day_of_week=day_of_week,
+            time_of_day=time_of_day,
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -149,7 +157,9 @@ class FeatureSpec:
         columns += [f"lag_{k}m_d" for k in self.lags_min]
         columns += [f"roll_mean_{w}m_d" for w in self.rolling_min]
         columns += [f"roll_std_{w}m_z" for w in self.rolling_min]
-        columns += ["season_lag_d", "seasonal_d", "has_season", "mod_sin", "mod_cos"]
+        columns += ["season_lag_d", "seasonal_d", "has_season"]
+        if self.time_of_day:
+            columns += ["mod_sin", "mod_cos"]
         if self.day_of_week:
             columns += ["dow_sin", "dow_cos"]
         columns.append("metric_idx")

@@ -46,8 +46,9 @@ _STATS_DIR = "stats"
 
 
 def gbt_params(ml: MlSettings) -> dict[str, Any]:
-    """The GBT's hyper-parameters from the settings (logged with each model)."""
+    """The training's hyper-parameters from the settings (logged with each model)."""
     return {
+        "label_clip_sd": ml.label_clip_sd,
         "max_iter": ml.gbt_max_iter,
         "max_depth": ml.gbt_max_depth,
         "step_size": ml.gbt_step_size,
@@ -81,9 +82,14 @@ class Forecaster:
                 training range (rows without a target are skipped).
             stats: Normalisation statistics of the training range.
             spec: The feature spec.
-            params: GBT hyper-parameters (:func:`gbt_params`).
+            params: Hyper-parameters (:func:`gbt_params`). Labels beyond
+                ``label_clip_sd`` (when given) are clipped to it.
         """
         rows = normalise(train, stats, spec).where(F.col("label").isNotNull())
+        if params.get("label_clip_sd") is not None:
+            bound = float(params["label_clip_sd"])
+            clipped = F.greatest(F.lit(-bound), F.least(F.lit(bound), F.col("label")))
+            rows = rows.withColumn("label", clipped)
         gbt = GBTRegressor(
             featuresCol="features",
             labelCol="label",

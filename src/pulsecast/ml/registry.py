@@ -63,6 +63,7 @@ __all__ = [
     "ModelRegistry",
     "ModelVersionInfo",
     "artifact_root",
+    "baseline_shortfall",
     "code_version",
     "decide",
     "load_champion",
@@ -217,20 +218,51 @@ class Decision:
     same_holdout: bool = False
 
 
+_BASELINES = {"last_value": "the last value", "seasonal": "the seasonal naive forecast"}
+_SCORES = {"mae": "MAE", "smape": "sMAPE"}
+
+
+def baseline_shortfall(metrics: dict[str, float]) -> str | None:
+    """Why a forecaster's holdout scores do not beat both baselines, or None when they do.
+
+    Beating means a strictly lower MAE and sMAPE than the last value and than
+    the seasonal naive forecast, on the same holdout rows. Scores without the
+    baselines' (a detector's) have nothing to beat.
+    """
+    for name, label in _BASELINES.items():
+        for score, score_label in _SCORES.items():
+            mine, theirs = metrics.get(f"holdout_{score}"), metrics.get(f"{name}_{score}")
+            if mine is None or theirs is None:
+                continue
+            if not mine < theirs:
+                return f"{score_label} {mine:.4g} vs {theirs:.4g} for {label}"
+    return None
+
+
 def decide(
     candidate: ModelVersionInfo, champion: ModelVersionInfo | None, *, force: bool = False
 ) -> Decision:
     """Champion/challenger: does ``candidate`` replace ``champion``?
 
+    A forecaster must first beat both baselines on its holdout
+    (:func:`baseline_shortfall`): the first version too, so that no model
+    worse than repeating the last value ever forecasts live.
     The candidate must have a strictly lower holdout MAE, measured on its own
     holdout rows for both models when training recorded the champion's score
     there (``compared_with_version``), else each on its own holdout. Models
     of different horizons are not compared. ``force`` promotes regardless.
     """
-    if champion is None:
-        return Decision(True, "there is no champion yet")
-    if candidate.version == champion.version:
+    if champion is not None and candidate.version == champion.version:
         return Decision(False, "it is the champion already", champion_version=champion.version)
+    shortfall = baseline_shortfall(candidate.metrics)
+    champion_version = champion.version if champion else None
+    if shortfall is not None and not force:
+        text = f"it does not beat the baselines: {shortfall}"
+        return Decision(False, text, candidate.holdout_mae, champion_version=champion_version)
+    if champion is None:
+        if shortfall is not None:
+            return Decision(True, f"forced: it does not beat the baselines: {shortfall}")
+        return Decision(True, "there is no champion yet")
     mine: float | None
     theirs: float | None
     if candidate.tags.get("compared_with_version") == str(champion.version) and (

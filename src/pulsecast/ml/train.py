@@ -51,7 +51,7 @@ from pulsecast.ml.features import (
 )
 from pulsecast.ml.forecast import Forecaster, baseline_scores, gbt_params
 from pulsecast.ml.profile import DetectorProfile, fit_profile, profile_scores
-from pulsecast.ml.registry import MODEL_KINDS, Decision, ModelRegistry
+from pulsecast.ml.registry import MODEL_KINDS, Decision, ModelRegistry, baseline_shortfall
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -63,6 +63,7 @@ log = logging.getLogger(__name__)
 FALLBACK_SEASON_MIN = 60
 _SEASONS_NEEDED = 1.25  # training range / season, so some training rows see a season back
 _TWO_WEEKS_S = 14 * 86_400
+_TWO_DAYS_S = 2 * 86_400
 
 
 def choose_season(
@@ -139,12 +140,7 @@ class ModelReport:
         """Forecaster: lower MAE and sMAPE than both baselines (None for the detector)."""
         if self.kind != "forecaster":
             return None
-        m = self.metrics
-        return all(
-            m[f"holdout_{s}"] < m[f"{b}_{s}"]
-            for s in ("mae", "smape")
-            for b in ("last_value", "seasonal")
-        )
+        return baseline_shortfall(self.metrics) is None
 
     def as_dict(self) -> dict[str, Any]:
         """Plain values for JSON output."""
@@ -284,6 +280,9 @@ def train(
         if note:
             report.notes.append(note)
             say(f"note: {note}")
+        split_s = split_point(
+            first + step, last + step, holdout_fraction=ml.holdout_fraction, step_s=step
+        )
         spec = FeatureSpec.from_settings(
             ml,
             numeric_metrics(spec_of_stream),
@@ -291,9 +290,7 @@ def train(
             season_min=season,
             step_s=step,
             day_of_week=last - first >= _TWO_WEEKS_S,
-        )
-        split_s = split_point(
-            first + step, last + step, holdout_fraction=ml.holdout_fraction, step_s=step
+            time_of_day=split_s - first >= _TWO_DAYS_S,
         )
         data = {
             "trigger": trigger,

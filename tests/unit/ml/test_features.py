@@ -211,3 +211,13 @@ def test_gold_series_keeps_final_windows(spark: SparkSession) -> None:
     ).withColumn("window_start", F.to_timestamp("window_start"))
     rows = gold_series(gold).collect()
     assert [(r.ts, r.mean) for r in rows] == [(1_777_593_600, 1.0)]
+
+
+def test_the_minute_of_day_is_a_feature_only_when_asked() -> None:
+    with_clock = SPEC.feature_columns
+    without = FeatureSpec(**{**SPEC.as_dict(), "time_of_day": False}).feature_columns
+    assert {"mod_sin", "mod_cos"} <= set(with_clock)
+    assert set(with_clock) - set(without) == {"mod_sin", "mod_cos"}
+    # A spec stored before the switch existed had the clock: it still has.
+    older = {k: v for k, v in SPEC.as_dict().items() if k != "time_of_day"}
+    assert FeatureSpec.from_dict(older).feature_columns == with_clock

@@ -20,6 +20,7 @@ from pulsecast.ml.errors import (
 from pulsecast.ml.registry import (
     ModelRegistry,
     ModelVersionInfo,
+    baseline_shortfall,
     code_version,
     decide,
     registry_uri,
@@ -34,8 +35,9 @@ def info(
     *,
     horizon: str = "5",
     vs: tuple[int, float, float] | None = None,
+    baselines: dict[str, float] | None = None,
 ) -> ModelVersionInfo:
-    metrics = {"holdout_mae": mae}
+    metrics = {"holdout_mae": mae, **(baselines or {})}
     tags = {}
     if vs is not None:
         tags["compared_with_version"] = str(vs[0])
@@ -55,6 +57,25 @@ def info(
 
 def test_decide_promotes_the_first_model() -> None:
     assert decide(info(1, 0.5), None).promote
+
+
+BEATEN = {"holdout_smape": 1.0, "last_value_mae": 0.6, "last_value_smape": 2.0}
+
+
+def test_decide_promotes_a_forecaster_only_if_it_beats_both_baselines() -> None:
+    beaten = {**BEATEN, "seasonal_mae": 0.9, "seasonal_smape": 3.0}
+    assert decide(info(1, 0.5, baselines=beaten), None).promote
+    assert baseline_shortfall({"holdout_mae": 0.5, **beaten}) is None
+    worse = {**beaten, "last_value_mae": 0.4}
+    d = decide(info(1, 0.5, baselines=worse), None)
+    assert not d.promote
+    assert d.reason == "it does not beat the baselines: MAE 0.5 vs 0.4 for the last value"
+    tie = {**beaten, "seasonal_smape": 1.0}
+    d = decide(info(2, 0.4, baselines=tie), info(1, 0.5))
+    assert not d.promote and d.champion_version == 1
+    assert d.reason.endswith("sMAPE 1 vs 1 for the seasonal naive forecast")
+    forced = decide(info(1, 0.5, baselines=worse), None, force=True)
+    assert forced.promote and forced.reason.startswith("forced: it does not beat the baselines")
 
 
 def test_decide_needs_a_strictly_lower_mae() -> None:
