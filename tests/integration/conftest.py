@@ -13,6 +13,7 @@ import socket
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -61,6 +62,15 @@ def write_config(root: Path, **extra_sections: dict[str, object]) -> Path:
     path = root / "pulsecast.toml"
     path.write_text("\n".join(lines).replace("'", '"') + "\n")
     return path
+
+
+#: A demo small enough for the suite: 2.4 h of history of two machines, 3 s of live events.
+SMALL_DEMO: dict[str, Any] = {
+    "minutes": 0.05,
+    "rate_eps": 2000,
+    "history_days": 0.1,
+    "entities": 2,
+}
 
 
 def monitoring_toml(**extra: object) -> str:
