@@ -14,7 +14,8 @@ The first line is the summary ``pulsecast sql --list`` prints. A parameter line
 is ``-- param: NAME: TYPE = DEFAULT -- HELP`` (an empty default is allowed). In
 the body, ``{NAME}`` is replaced by the parameter's value as a SQL literal
 (types below), and ``{@OTHER}`` by the body of analysis ``OTHER`` rendered with
-the same values, to be used as a subquery. The text is the common subset of
+the same values, to be used as a subquery (without its final ``ORDER BY``,
+which means nothing there and costs a sort). The text is the common subset of
 DuckDB's and Spark's dialects plus the portable functions of
 :data:`pulsecast.analytics.sql.PORTABLE_FUNCTIONS`, so the same file runs on
 both engines.
@@ -81,6 +82,8 @@ TIMESTAMP_MAX = datetime(9000, 1, 1, tzinfo=UTC)
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _PARAM = re.compile(r"^--\s*param:\s*(\w+)\s*:\s*(\w+)\s*=\s*(.*?)\s*(?:--\s*(.*?)\s*)?$")
 _PLACEHOLDER = re.compile(r"\{(@?)(\w+)\}")
+#: A query's final ORDER BY clause (with no LIMIT after it).
+_FINAL_ORDER = re.compile(r"\n\s*ORDER BY [^\n()]*\s*$", re.IGNORECASE)
 _AGE = re.compile(r"^(\d+)\s*([smhdw])$")
 _AGE_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 _BAD_TEXT = re.compile(r"['\\\x00-\x1f\x7f]")
@@ -335,7 +338,8 @@ def _fill(analysis: Analysis, bound: Mapping[str, object]) -> str:
     def replace(match: re.Match[str]) -> str:
         if match.group(1):
             inner = get_analysis(match.group(2))
-            return _fill(inner, {p.name: bound[p.name] for p in inner.params})
+            body = _fill(inner, {p.name: bound[p.name] for p in inner.params})
+            return _FINAL_ORDER.sub("\n", body)
         return _literal(params[match.group(2)], bound[match.group(2)])
 
     return _PLACEHOLDER.sub(replace, analysis.body)

@@ -12,7 +12,8 @@ Both engines also get:
 - ``lake_files``: one row per data file of every lake table (``table_name``,
   ``path``, ``size_bytes``, ``rows``, ``written_at``, ``min_batch_id``,
   ``max_batch_id``), from the tables' Delta logs, built only for a query that
-  names it;
+  names it (:class:`DuckDBEngine` builds it again only when a table has a new
+  version);
 - the portable functions of :data:`PORTABLE_FUNCTIONS`, so that one query text
   runs on both engines where their dialects differ (``pc_seconds``,
   ``pc_weekday``);
@@ -248,6 +249,10 @@ class DuckDBEngine:
     _con: Any = field(default=None, init=False, repr=False)
     _tables: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
     _registered: set[str] = field(default_factory=set, init=False, repr=False)
+    #: The table versions the registered ``lake_files`` was built from (None: not built).
+    _files_versions: tuple[tuple[str, int], ...] | None = field(
+        default=None, init=False, repr=False
+    )
 
     @property
     def connection(self) -> duckdb.DuckDBPyConnection:
@@ -298,13 +303,20 @@ class DuckDBEngine:
             if not self._refresh(name, known[name]):
                 raise MissingTableError(name)
         if referenced(sql, [LAKE_FILES]):
-            for name, uri in known.items():
-                self._refresh(name, uri)
-            self.connection.register(LAKE_FILES, lake_files(self._tables))
+            self._register_lake_files(known)
         try:
             return QueryResult(_duckdb_arrow(self.connection, sql))
         except duckdb.Error as exc:
             raise QueryError(str(exc).splitlines()[0]) from exc
+
+    def _register_lake_files(self, known: dict[str, str]) -> None:
+        """Register ``lake_files``, built again only when a table has a new version."""
+        for name, uri in known.items():
+            self._refresh(name, uri)
+        versions = tuple(sorted((name, table.version()) for name, table in self._tables.items()))
+        if versions != self._files_versions:
+            self.connection.register(LAKE_FILES, lake_files(self._tables))
+            self._files_versions = versions
 
     def close(self) -> None:
         """See :class:`SqlEngine`."""
@@ -313,6 +325,7 @@ class DuckDBEngine:
             self._con = None
         self._tables.clear()
         self._registered.clear()
+        self._files_versions = None
 
 
 # -- Spark -------------------------------------------------------------------------------------

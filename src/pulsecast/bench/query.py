@@ -29,8 +29,10 @@ File layout as a lake optimized daily (docs/lake.md) looks: the last
 partition, each committed alone with its write time set to the end of its
 batch (as the job leaves them; ``throughput`` and ``freshness`` read those
 times), older hours one compacted file per partition. Gold and scores are
-compacted, one commit per day. The lake is reused when its marker file says it
-holds at least the events asked for.
+compacted, one commit per day, then optimized as ``pulsecast lake optimize``
+does (:func:`pulsecast.lake.maintenance.optimize`: the scores Z-ordered by key
+and series). The lake is reused when its marker file says it holds at least
+the events asked for.
 
 Then every dashboard panel's query (the analyses the panels of
 :mod:`pulsecast.dashboard.panels` run, with their parameters) and every named
@@ -552,6 +554,7 @@ def build_lake(
     import pyarrow.dataset as ds
     from pyspark.sql import functions as F
 
+    from pulsecast.lake.maintenance import optimize
     from pulsecast.stream.scoring import scores_schema
     from pulsecast.stream.transforms import bronze_rows, numeric_fields, parse_events, silver_rows
 
@@ -632,6 +635,12 @@ def build_lake(
             f"({time.monotonic() - started:.0f} s)"
         )
     writer.finish()
+    # As a daily `pulsecast lake optimize` leaves them: the scores Z-ordered by key and series.
+    lake_settings = settings.model_copy(
+        update={"lake": settings.lake.model_copy(update={"uri": root.resolve().as_uri()})}
+    )
+    optimize(spark, lake_settings, streams=[stream], zones=["gold"])
+    say(f"  gold optimized ({time.monotonic() - started:.0f} s)")
     shutil.rmtree(scratch)
     return _finish(root, shape, stream, newest, first, streamed_hours, started, tables, window_name)
 

@@ -1,4 +1,4 @@
-"""Lake maintenance: compact small files, Z-order silver by key, vacuum files no longer used.
+"""Lake maintenance: compact small files, Z-order silver and scores by key, vacuum unused files.
 
 The streaming job appends at least one small file per partition and
 micro-batch, so a day of silver is thousands of files and every query opens
@@ -6,10 +6,16 @@ them all. :func:`optimize` rewrites them with Delta's ``OPTIMIZE``: bin-packing
 into files of up to ``spark.databricks.delta.optimize.maxFileSize`` (1 GiB by
 default), and for silver a Z-order by :data:`~pulsecast.lake.tables.SILVER_ZORDER`
 so that each file's min/max statistics of ``key`` let a query for one entity
-skip the files of the others. A ``since``/``until`` date range limits the work
-to some partitions, so a daily run does not rewrite history. The files replaced
-stay (time travel, running readers) until :func:`vacuum` deletes the ones a
-table stopped using more than ``lake.vacuum_retain_hours`` ago.
+skip the files of the others. The live scores (``gold_<stream>_scores``, one
+partition per day) are Z-ordered by :data:`SCORES_ZORDER` into files of at most
+:data:`SCORES_FILE_BYTES`, so that the dashboard's entity view (one key, one
+series) reads one file of each day instead of the whole day. (Delta's Z-order
+range-partitions the rows into files but does not sort them within a file:
+row-group statistics skip nothing, file statistics do.) A ``since``/``until``
+date range limits the work to some partitions, so a daily run does not rewrite
+history. The files replaced stay (time travel, running readers) until
+:func:`vacuum` deletes the ones a table stopped using more than
+``lake.vacuum_retain_hours`` ago.
 
 Both run on Spark with Delta, the engine that writes the tables (on a cluster,
 spread over the cluster). The caller passes the SparkSession; nothing here
@@ -46,6 +52,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_RETENTION_HOURS",
+    "SCORES_FILE_BYTES",
+    "SCORES_ZORDER",
     "ZONES",
     "MaintainedTable",
     "OptimizeResult",
@@ -77,6 +85,13 @@ _CHECK_CONF: Final = "spark.databricks.delta.retentionDurationCheck.enabled"
 _VACUUM_LOGGING_CONF: Final = "spark.databricks.delta.vacuum.logging.enabled"
 _LISTING_CONF: Final = "spark.sql.sources.parallelPartitionDiscovery.parallelism"
 _ZORDER_NOISE_CONF: Final = "spark.databricks.io.skipping.mdc.addNoise"
+_MAX_FILE_CONF: Final = "spark.databricks.delta.optimize.maxFileSize"
+_TIMESTAMP_CONF: Final = "spark.sql.parquet.outputTimestampType"
+#: The scores table's clustering: the entity view reads one key's one series.
+SCORES_ZORDER: Final = ("key", "metric")
+#: Largest file ``optimize`` writes for the scores table: a day of 166 machines
+#: (about 35 MiB) becomes 15 to 20 files, each a narrow range of keys and series.
+SCORES_FILE_BYTES: Final = 2 * 2**20
 
 Progress = Callable[[str], None]
 
@@ -91,6 +106,7 @@ class MaintainedTable:
         zone: ``bronze``, ``silver``, ``gold`` or ``panes`` (the job's aggregation state).
         date_column: The date partition column that ``since``/``until`` filter on.
         zorder: Columns ``optimize`` Z-orders by (empty: compaction only).
+        file_bytes: Largest file ``optimize`` writes (None: Delta's default, 1 GiB).
     """
 
     name: str
@@ -98,6 +114,28 @@ class MaintainedTable:
     zone: Zone
     date_column: str
     zorder: tuple[str, ...] = ()
+    file_bytes: int | None = None
+
+    def write_conf(self, settings: Settings) -> dict[str, str]:
+        """The Spark SQL configuration ``optimize`` sets for this table.
+
+        What ``spark.conf`` of ``settings`` sets itself is left to it.
+        """
+        conf = {
+            # Delta appends a random byte to each row's Z-order value against skew;
+            # with a few hundred keys that splits one key over two files and halves
+            # the skipping. Keys are many rows each and roughly balanced: no noise.
+            _ZORDER_NOISE_CONF: "false",
+            _MAX_FILE_CONF: None if self.file_bytes is None else str(self.file_bytes),
+            # Spark's default INT96 timestamps read back as naive nanoseconds in Arrow
+            # (delta-rs, DuckDB); microseconds adjusted to UTC read as what they are.
+            _TIMESTAMP_CONF: "TIMESTAMP_MICROS",
+        }
+        return {
+            key: value
+            for key, value in conf.items()
+            if value is not None and key not in settings.spark.conf
+        }
 
 
 @dataclass(frozen=True)
@@ -220,6 +258,16 @@ def maintained_tables(
                 )
                 for window in settings.stream.windows
             )
+            tables.append(
+                MaintainedTable(
+                    f"gold_{stream}_scores",
+                    lake.scores(stream),
+                    "gold",
+                    "window_date",
+                    SCORES_ZORDER,
+                    SCORES_FILE_BYTES,
+                )
+            )
         if "panes" in wanted:
             tables.append(
                 MaintainedTable(f"panes_{stream}", lake.panes(stream), "panes", PANE_PARTITIONS[0])
@@ -289,7 +337,7 @@ def optimize(
     zorder: bool = True,
     progress: Progress | None = None,
 ) -> list[OptimizeResult]:
-    """Compact every existing table of ``streams`` and ``zones``; Z-order silver by key.
+    """Compact every existing table of ``streams`` and ``zones``; Z-order silver and scores.
 
     Args:
         spark: A SparkSession with Delta (see :func:`pulsecast.stream.session.spark_session`).
@@ -298,7 +346,7 @@ def optimize(
         zones: ``bronze``, ``silver``, ``gold``, ``panes``; default all.
         since: Only partitions of this date or later (the table's date column).
         until: Only partitions of this date or earlier.
-        zorder: Z-order silver (False: bin-packing compaction only).
+        zorder: Z-order silver and scores (False: bin-packing compaction only).
         progress: Called with one line before each table.
 
     Returns:
@@ -333,12 +381,8 @@ def optimize(
         builder = delta.optimize()
         if predicate is not None:
             builder = builder.where(predicate)
-        # Delta appends a random byte to each row's Z-order value against skew; with
-        # a few hundred keys that splits one key over two files and halves the
-        # skipping. Keys are many rows each and roughly balanced: no noise.
-        conf = {} if _ZORDER_NOISE_CONF in settings.spark.conf else {_ZORDER_NOISE_CONF: "false"}
         try:
-            with _session_conf(spark, conf):
+            with _session_conf(spark, table.write_conf(settings)):
                 frame = (
                     builder.executeZOrderBy(*columns) if columns else builder.executeCompaction()
                 )

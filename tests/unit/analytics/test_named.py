@@ -7,9 +7,11 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-from deltalake import write_deltalake
+from deltalake import DeltaTable, write_deltalake
 
+from pulsecast.analytics import sql as sql_module
 from pulsecast.analytics.errors import AnalysisNotFoundError, MissingTableError, ParamError
+from pulsecast.analytics.explain import explain
 from pulsecast.analytics.named import (
     TIMESTAMP_MAX,
     TIMESTAMP_MIN,
@@ -21,6 +23,7 @@ from pulsecast.analytics.named import (
     run_analysis,
 )
 from pulsecast.analytics.sql import DuckDBEngine, run_sql
+from pulsecast.bench.query import set_write_times
 from pulsecast.config import Settings
 from pulsecast.testing import settings_for
 from tests.unit.analytics.conftest import SINCE, at
@@ -312,6 +315,85 @@ def test_named_engine_kept_open_sees_new_commits(lake_root: Path, tmp_path: Path
         ]
     finally:
         engine.close()
+
+
+def _silver_event(batch: int, event_time: datetime, ingest_time: datetime) -> pa.Table:
+    """One silver event of m-1 in micro-batch ``batch`` (Kafka partition 2, a new offset)."""
+    ts = pa.timestamp("us", tz="UTC")
+    return pa.table(
+        {
+            "event_id": [f"e-2-{batch}"],
+            "key": ["m-1"],
+            "event_time": pa.array([event_time], ts),
+            "ingest_time": pa.array([ingest_time], ts),
+            "entity_id": ["m-1"],
+            "temperature_c": [60.0],
+            "cpu_util": [40.0],
+            "vibration_mm_s": [3.0],
+            "power_kw": [20.0],
+            "kafka_partition": pa.array([2], pa.int32()),
+            "kafka_offset": pa.array([batch + 10], pa.int64()),
+            "batch_id": pa.array([batch], pa.int64()),
+            "event_date": pa.array([event_time.date()], pa.date32()),
+            "event_hour": pa.array([event_time.hour], pa.int32()),
+        }
+    )
+
+
+def _append_silver(root: Path, rows: pa.Table, written: datetime) -> None:
+    table = root / "silver/telemetry"
+    write_deltalake(table, rows, partition_by=["event_date", "event_hour"], mode="append")
+    set_write_times(table, {DeltaTable(table).version(): written})
+
+
+def test_named_engine_builds_lake_files_once_per_version(
+    lake_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "lake"
+    shutil.copytree(lake_root, root)
+    settings = settings_for(tmp_path / "state", lake={"uri": root.as_uri()})
+    built: list[int] = []
+    build = sql_module.lake_files
+
+    def counted(tables: dict[str, Any]) -> pa.Table:
+        built.append(len(tables))
+        return build(tables)
+
+    monkeypatch.setattr(sql_module, "lake_files", counted)
+    engine = DuckDBEngine(settings)
+    try:
+        params = {"since": SINCE}
+        first = run_analysis(settings, "freshness", params, engine=engine, now=NOW).rows
+        run_analysis(settings, "throughput", params, engine=engine, now=NOW)
+        run_analysis(settings, "freshness", params, engine=engine, now=NOW)
+        assert built == [4]  # once, for the tables' versions
+        # A new micro-batch of silver, written at 12:00:05: lake_files is built again.
+        _append_silver(root, _silver_event(2, at(4, 12), at(4, 12, 0, 1)), at(4, 12, 0, 5))
+        assert run_analysis(settings, "freshness", params, engine=engine, now=NOW).rows == [
+            *first,
+            (at(4, 12), 1, 1, 5.0, 5.0, 5.0, 4.0),
+        ]
+        assert built == [4, 4]
+    finally:
+        engine.close()
+
+
+def test_named_data_quality_reads_batches_from_a_day_before_the_window(
+    lake_root: Path, tmp_path: Path
+) -> None:
+    root = tmp_path / "lake"
+    shutil.copytree(lake_root, root)
+    settings = settings_for(tmp_path / "state", lake={"uri": root.as_uri()})
+    # A batch ingested on May 1, long before the window, with a clock far ahead (May 5):
+    # older than a day before the window, it is neither read nor what later events are
+    # late against.
+    _append_silver(root, _silver_event(-1, at(5, 0), at(1, 0)), at(1, 0, 0, 5))
+    assert rows(settings, "data_quality", since="2026-05-04T11:00Z") == [
+        (at(4, 11), 3, 2, 1, 1, 1 / 3, 0.5),
+    ]
+    sql = render(get_analysis("data_quality"), settings, {"since": "2026-05-04T11:00Z"}, now=NOW)
+    silver = next(s for s in explain(settings, sql).scans if s.table == "silver_telemetry")
+    assert (silver.files_read, silver.files_total) == (3, 4)
 
 
 def test_named_lake_files_and_portable_functions(lake: Settings) -> None:

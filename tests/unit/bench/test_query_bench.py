@@ -111,6 +111,12 @@ def test_bench_lake_has_the_requested_events(
     ).rows[0]
     assert files[0] >= 100
     assert files[2] <= lake.end + timedelta(minutes=2)
+    # The scores as `pulsecast lake optimize` leaves them: Z-ordered by key and series.
+    from deltalake import DeltaTable
+
+    (last,) = DeltaTable(f"{settings.lake_uri}/gold/telemetry_scores").history(1)
+    assert last["operation"] == "OPTIMIZE"
+    assert json.loads(last["operationParameters"]["zOrderBy"]) == ["key", "metric"]
 
 
 def test_bench_lake_has_the_job_schemas(

@@ -12,7 +12,13 @@ from pulsecast.analytics.explain import explain
 from pulsecast.config import Settings
 from pulsecast.events.errors import UnknownStreamError
 from pulsecast.lake.errors import LakeError, UnsafeRetentionError
-from pulsecast.lake.maintenance import maintained_tables, optimize, retention_hours, vacuum
+from pulsecast.lake.maintenance import (
+    SCORES_FILE_BYTES,
+    maintained_tables,
+    optimize,
+    retention_hours,
+    vacuum,
+)
 from tests.unit.lake.conftest import DAY, SILVER_ROWS
 
 KEY_QUERY = "SELECT count(*) AS n FROM silver_telemetry WHERE key = 'm-0003'"
@@ -52,14 +58,20 @@ def test_maintained_tables_every_zone_of_every_stream(settings: Settings) -> Non
         "silver_telemetry",
         "gold_telemetry_1m",
         "gold_telemetry_5m",
+        "gold_telemetry_scores",
         "panes_telemetry",
         "bronze_series",
         "silver_series",
         "gold_series_1m",
         "gold_series_5m",
+        "gold_series_scores",
         "panes_series",
     ]
     assert [t.zorder for t in tables if t.zone == "silver"] == [("key",), ("key",)]
+    assert {t.name: t.zorder for t in tables if t.zorder and t.zone == "gold"} == {
+        "gold_telemetry_scores": ("key", "metric"),
+        "gold_series_scores": ("key", "metric"),
+    }
     assert {t.date_column for t in tables} == {
         "ingest_date",
         "event_date",
@@ -67,7 +79,25 @@ def test_maintained_tables_every_zone_of_every_stream(settings: Settings) -> Non
         "pane_date",
     }
     only = maintained_tables(settings, streams=["series"], zones=["gold"])
-    assert [t.name for t in only] == ["gold_series_1m", "gold_series_5m"]
+    assert [t.name for t in only] == ["gold_series_1m", "gold_series_5m", "gold_series_scores"]
+
+
+def test_maintained_tables_scores_write_conf(settings: Settings) -> None:
+    scores = next(t for t in maintained_tables(settings) if t.name == "gold_telemetry_scores")
+    assert scores.write_conf(settings) == {
+        "spark.databricks.io.skipping.mdc.addNoise": "false",
+        "spark.databricks.delta.optimize.maxFileSize": str(SCORES_FILE_BYTES),
+        "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+    }
+    # What the configuration sets itself is left to it.
+    mine = settings.model_copy(
+        update={
+            "spark": settings.spark.model_copy(
+                update={"conf": {"spark.databricks.delta.optimize.maxFileSize": "1024"}}
+            )
+        }
+    )
+    assert "spark.databricks.delta.optimize.maxFileSize" not in scores.write_conf(mine)
 
 
 def test_maintained_tables_unknown_stream_or_zone(settings: Settings) -> None:
@@ -196,3 +226,91 @@ def test_vacuum_dry_run_then_force_removes_unreferenced_files(
     assert (done.files, done.bytes) == (20, dry.bytes)
     assert parquet_files(table) == live
     assert len(rows(spark, lake_settings)) == SILVER_ROWS
+
+
+SCORES_QUERY = (
+    "SELECT count(*) AS n, sum(value) AS total FROM gold_telemetry_scores "
+    "WHERE key = 'm-0003' AND metric = 'cpu_util'"
+)
+
+
+def _write_scores(settings: Settings) -> Path:
+    """A day of scores as live scoring leaves it: one delta-rs append per batch, all keys each."""
+    from datetime import UTC, datetime, timedelta
+
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    from pulsecast.stream.scoring import scores_schema
+
+    uri = Path(settings.lake_uri.removeprefix("file://")) / "gold" / "telemetry_scores"
+    schema = scores_schema()
+    start = datetime(2026, 5, 1, 10, tzinfo=UTC)
+    for batch in range(6):
+        rows = [
+            (key, metric, start + timedelta(minutes=batch * 10 + m))
+            for key in [f"m-{k:04d}" for k in range(8)]
+            for metric in ("cpu_util", "events", "power_kw", "temperature_c")
+            for m in range(10)
+        ]
+        n = len(rows)
+        table = pa.table(
+            {
+                "key": [r[0] for r in rows],
+                "metric": [r[1] for r in rows],
+                "window_start": [r[2] for r in rows],
+                "window_end": [r[2] + timedelta(minutes=1) for r in rows],
+                "value": [float(i) for i in range(n)],
+                "count": [6] * n,
+                "score": [0.1] * n,
+                "flagged": [False] * n,
+                "window_date": [r[2].date() for r in rows],
+                "detector": ["novelty-1"] * n,
+                "forecast": [None] * n,
+                "horizon_min": [None] * n,
+                "model_version": [None] * n,
+            }
+        )
+        write_deltalake(
+            uri,
+            table.select(schema.names).cast(schema),
+            partition_by=["window_date"],
+            mode="append",
+        )
+    return uri
+
+
+def test_zorder_scores_by_key_and_metric_lets_the_entity_view_skip_files(
+    spark: SparkSession, lake_settings: Settings
+) -> None:
+    from pulsecast.analytics import run_sql
+
+    uri = _write_scores(lake_settings)
+    before = run_sql(lake_settings, SCORES_QUERY).rows
+    assert before[0][0] == 60
+    # Before: every batch's file holds every key and series: nothing to skip.
+    (scan,) = explain(lake_settings, SCORES_QUERY).scans
+    assert (scan.files_read, scan.files_total) == (6, 6)
+    # Files of about a quarter of the day each (the configuration's size wins over the
+    # table's own).
+    size = sum(p.stat().st_size for p in uri.rglob("*.parquet")) // 4
+    key = "spark.databricks.delta.optimize.maxFileSize"
+    small = lake_settings.model_copy(
+        update={"spark": lake_settings.spark.model_copy(update={"conf": {key: str(size)}})}
+    )
+    with max_file_size(spark, size):
+        results = optimize(spark, small, zones=["gold"], streams=["telemetry"])
+    (result,) = [r for r in results if r.table == "gold_telemetry_scores"]
+    assert result.zorder == ("key", "metric")
+    assert result.files_removed == 6
+    assert 2 <= result.files_after < 6
+    # After: the one series sits in one file; the rest are skipped, the answer is the same.
+    (scan,) = explain(lake_settings, SCORES_QUERY).scans
+    assert (scan.files_read, scan.files_total) == (1, result.files_after)
+    assert run_sql(lake_settings, SCORES_QUERY).rows == before
+    window = run_sql(
+        lake_settings, "SELECT min(window_start), max(window_start) FROM gold_telemetry_scores"
+    ).rows
+    assert [(a.isoformat(), b.isoformat()) for a, b in window] == [
+        ("2026-05-01T10:00:00+00:00", "2026-05-01T10:59:00+00:00")
+    ]

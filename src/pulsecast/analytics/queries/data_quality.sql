@@ -8,7 +8,8 @@
 -- reason of each rejection: the dead letters carry it in their headers on the
 -- <stream>.dlq topic (pulsecast consume --dlq). late counts accepted events
 -- older than the newest event time of the batches before theirs (out of
--- order, within the allowed lateness). Events rejected before Kafka (by the
+-- order, within the allowed lateness), among the batches ingested from a day
+-- before the window on. Events rejected before Kafka (by the
 -- HTTP ingest or a producer) never reach bronze and are not counted. The hour
 -- is the Kafka timestamp's.
 --
@@ -24,9 +25,14 @@ WITH received AS (
     AND b.kafka_timestamp >= {since}
     AND b.kafka_timestamp < {until}
 ),
+-- The batches of the window and of the day before it, by ingest time as in
+-- accepted (the files' statistics skip the rest of silver); a batch's events
+-- are late against the newest event time of the batches before it.
 batches AS (
   SELECT s.batch_id, max(s.event_time) AS newest
   FROM silver_{stream} AS s
+  WHERE s.ingest_time >= {since} - INTERVAL 1 DAY
+    AND s.ingest_time < {until} + INTERVAL 1 DAY
   GROUP BY s.batch_id
 ),
 earlier AS (

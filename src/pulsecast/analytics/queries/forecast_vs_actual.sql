@@ -41,12 +41,15 @@ made_bucket AS (
   CROSS JOIN span AS s
   CROSS JOIN (VALUES (0), (1)) AS o(k)
 ),
+-- Only the series of metrics that were forecast can be actuals (not events,
+-- metric.log_stddev...): half of the rows the join would hash otherwise.
 actual_bucket AS (
   SELECT a.key, a.metric, a.window_start, a.value, a.count,
          CAST(floor(pc_seconds(TIMESTAMP '1970-01-01 00:00:00', a.window_start) / s.bucket_s)
               AS BIGINT) AS bucket
   FROM scores AS a
   CROSS JOIN span AS s
+  WHERE a.metric IN (SELECT metric FROM made)
 ),
 resolved AS (
   SELECT m.key, m.metric, m.window_start, m.model_version, m.horizon_min, m.forecast,
