@@ -775,11 +775,12 @@ def lake_optimize(
         typer.Option(help="Only partitions dated on or before DATE (YYYY-MM-DD)."),
     ] = None,
     zorder: Annotated[
-        bool, typer.Option("--zorder/--no-zorder", help="Z-order silver by key.")
+        bool,
+        typer.Option("--zorder/--no-zorder", help="Z-order silver and the scores by key."),
     ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Compact small files into large ones; Z-order silver by key for data skipping."""
+    """Compact small files into large ones; Z-order silver and the scores by key (data skipping)."""
     from pulsecast.analytics.output import human_bytes
     from pulsecast.lake.maintenance import maintained_tables, optimize
 
