@@ -1013,6 +1013,70 @@ def bench_e2e(
     print(f"ratio          {r['ratio']:>10.2f}")
 
 
+@bench_app.command("security")
+def bench_security(
+    ctx: typer.Context,
+    events: Annotated[
+        int, typer.Option(min=1_000, help="Events per producer run, each side.")
+    ] = 500_000,
+    http_events: Annotated[
+        int, typer.Option(min=1_000, help="Events per HTTP(S) ingest run, each side.")
+    ] = 200_000,
+    e2e_events: Annotated[
+        int,
+        typer.Option(min=1_000, help="Backlog the streaming job processes per run, each side."),
+    ] = 300_000,
+    warmup_events: Annotated[
+        int, typer.Option(min=0, help="Backlog of each side's untimed warm-up job run (0: none).")
+    ] = 30_000,
+    repeats: Annotated[
+        int, typer.Option(min=1, help="Runs per figure and side, alternated; figures are medians.")
+    ] = 3,
+    target: Annotated[
+        float, typer.Option(min=0.01, max=1.0, help="The ratio secure/plain to reach.")
+    ] = 0.7,
+    work_dir: Annotated[
+        Path | None,
+        typer.Option(help="Where the two stacks keep their state (removed); default a temp dir."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """The cost of secure mode: ingest and end-to-end throughput, secure vs plain.
+
+    Starts a plain and a secure stack (Kafka, PostgreSQL) of its own on free
+    ports in a temporary folder, never the running one, measures the Python
+    producer, the HTTP ingest (HTTP vs HTTPS) and the streaming job over the
+    same backlog on each, alternating the sides, and reports secure/plain per
+    figure against the target. Everything it started is stopped at the end.
+    """
+    from pulsecast.bench.security import check_sizes, report_lines, run_security_benchmark
+
+    sizes = {"events": events, "http_events": http_events, "e2e_events": e2e_events}
+    try:
+        check_sizes(
+            **sizes,
+            http_batch=500,
+            warmup_events=warmup_events,
+            repeats=repeats,
+            target=target,
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    result = run_security_benchmark(
+        _settings(ctx),
+        **sizes,
+        warmup_events=warmup_events,
+        repeats=repeats,
+        target=target,
+        work_dir=work_dir,
+        say=_say,
+    )
+    if as_json:
+        print(json.dumps(result))
+        return
+    print("\n".join(report_lines(result)))
+
+
 @bench_app.command("query")
 def bench_query(
     ctx: typer.Context,

@@ -56,7 +56,13 @@ if TYPE_CHECKING:
 
     from pyspark.sql import SparkSession
 
-__all__ = ["BenchmarkError", "run_e2e_benchmark", "run_settings", "telemetry_records"]
+__all__ = [
+    "BenchmarkError",
+    "job_capacity",
+    "run_e2e_benchmark",
+    "run_settings",
+    "telemetry_records",
+]
 
 Say = Callable[[str], None]
 _TEMPLATE = (
@@ -277,8 +283,18 @@ def _latencies(spark: SparkSession, settings: Settings, stream: str, batches: li
     return row["gold"], row["wh"], row["events"]
 
 
-def _capacity(spark: SparkSession, settings: Settings, stream: str, total: int, say: Say) -> float:
-    """The job from the earliest offset on a fresh lake: events/s until it has processed all."""
+def job_capacity(
+    spark: SparkSession, settings: Settings, stream: str, total: int, say: Say = lambda _t: None
+) -> float:
+    """The job from the earliest offset on a fresh lake: events/s until it has processed all.
+
+    ``settings`` name the lake and checkpoints (fresh ones: see :func:`run_settings`);
+    ``total`` is how many records ``stream``'s topic holds. The job writes
+    bronze, silver, gold and the warehouse, as configured.
+
+    Raises:
+        BenchmarkError: The catch-up took over 30 minutes.
+    """
     job = StreamJob(spark, settings, streams=[stream], warehouse=True)
     job.start()
     try:
@@ -410,7 +426,7 @@ def run_e2e_benchmark(
                 ),
             }
         )
-        job_eps = _capacity(spark, capacity_settings, stream, total, say)
+        job_eps = job_capacity(spark, capacity_settings, stream, total, say)
         say("reference: Spark pass-through, Kafka → Parquet...")
         passthrough_eps = _passthrough(spark, bench_settings, stream, total)
         say(f"  {passthrough_eps:,.0f} events/s")
