@@ -154,14 +154,20 @@ def hadoop_conf(key: bytes) -> dict[str, str]:
 
     Uniform encryption: the footer and every column under the one master key
     :data:`LAKE_KEY`, 256-bit file keys, key material inside each file. The KMS
-    instance id is the key's fingerprint, so parquet-mr's cache of KMS clients
-    never serves a client holding another key.
+    instance id and the access token are the key's fingerprint: parquet-mr
+    caches its KMS clients by both, and the key-encryption keys it wraps with
+    the master key by token and master key id, for the JVM's lifetime. With a
+    fixed token, a session that switched keystores (the test suite's, or a
+    process serving two data directories) kept wrapping new files' keys with
+    the first keystore's lake key.
     """
     encoded = base64.b64encode(key).decode()
+    fingerprint = f"pulsecast-{key_fingerprint(key)}"
     return {
         "parquet.crypto.factory.class": _FACTORY_CLASS,
         "parquet.encryption.kms.client.class": _KMS_CLASS,
-        "parquet.encryption.kms.instance.id": f"pulsecast-{key_fingerprint(key)}",
+        "parquet.encryption.kms.instance.id": fingerprint,
+        "parquet.encryption.key.access.token": fingerprint,
         KEYS_PROPERTY: f"{LAKE_KEY}:{encoded}",
         "parquet.encryption.uniform.key": LAKE_KEY,
         "parquet.encryption.data.key.length.bits": "256",

@@ -104,11 +104,12 @@ def test_lake_crypto_hadoop_conf_encrypts_every_column(tmp_path: Path) -> None:
     # Spark redacts properties named like secrets in its UI and logs.
     assert "secret" in KEYS_PROPERTY
     assert conf[KEYS_PROPERTY] == f"{LAKE_KEY}:{base64.b64encode(key).decode()}"
-    assert conf["parquet.encryption.kms.instance.id"] == f"pulsecast-{key_fingerprint(key)}"
-    assert (
-        hadoop_conf(b"x" * 32)["parquet.encryption.kms.instance.id"]
-        != (conf["parquet.encryption.kms.instance.id"])
-    )
+    # parquet-mr's caches (KMS clients, wrapped key-encryption keys) are per token
+    # and instance: another key must never share them.
+    other = hadoop_conf(b"x" * 32)
+    for name in ("parquet.encryption.kms.instance.id", "parquet.encryption.key.access.token"):
+        assert conf[name] == f"pulsecast-{key_fingerprint(key)}"
+        assert other[name] != conf[name]
 
 
 def test_lake_crypto_statistics_limited_unless_configured(tmp_path: Path) -> None:
