@@ -977,19 +977,34 @@ def bench_e2e(
             help="Run live anomaly scoring in the job (default: ml.detector.enabled).",
         ),
     ] = None,
+    forecasts: Annotated[
+        bool,
+        typer.Option(
+            "--forecasts",
+            help="Forecast live too (implies --scoring): first backfill a few hours of "
+            "history, train and promote a forecaster for the run's stream (untimed).",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """The streaming job under load: throughput, batch times, latency, vs Spark pass-through."""
-    from pulsecast.bench.e2e import run_e2e_benchmark
+    from pulsecast.bench.e2e import resolve_scoring, run_e2e_benchmark
 
     settings = _settings(ctx)
+    try:
+        scoring = resolve_scoring(
+            scoring, forecasts=forecasts, default=settings.ml.detector.enabled
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
     r = run_e2e_benchmark(
         settings,
         rate=rate,
         seconds=seconds,
         latency_rate=latency_rate,
         latency_seconds=latency_seconds,
-        scoring=settings.ml.detector.enabled if scoring is None else scoring,
+        scoring=scoring,
+        forecasts=forecasts,
         say=_say,
     )
     if as_json:
@@ -1009,6 +1024,12 @@ def bench_e2e(
         f"(from the earliest offset, {r['events']:,} events)",
         f"pass-through   {r['passthrough_eps']:>10,.0f} events/s (Spark, Kafka -> Parquet)",
     ]
+    if r["forecasts"]:
+        lines.append(
+            f"forecasts      {r['forecasts_sustained']:>10,} while measuring the sustained load "
+            f"(version {r['forecast_model_version']}; {r['forecasts_made']:,} in the live run, "
+            f"{r['forecasts_capacity']:,} in the capacity run)"
+        )
     print("\n".join(lines))
     print(f"ratio          {r['ratio']:>10.2f}")
 

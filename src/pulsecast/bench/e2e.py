@@ -2,8 +2,8 @@
 
 In one run, on the local Kafka and PostgreSQL (started if needed), with a
 fresh stream, lake and checkpoint of its own, after a warm-up (10 s of load
-at ``latency_rate``, drained: a cold JVM's first batches are not the steady
-state):
+at ``latency_rate``, drained, then every query let go idle: a cold JVM's
+first batches are not the steady state):
 
 1. **Sustained load.** A separate process produces simulated telemetry at a
    fixed ``rate`` for ``seconds`` through pulsecast's producer (validated,
@@ -21,11 +21,27 @@ state):
    minimal pass-through, Kafka → Parquet with no parsing, same source options
    (``passthrough_eps``). ``ratio = job_eps / passthrough_eps``.
 
-Topics, lake and warehouse rows of the run are removed at the end.
+With ``forecasts``, before all that, the stream is given a forecaster
+champion the way a user would give one: a few hours of simulated history of
+the benchmark's machines are backfilled into its lake
+(:func:`~pulsecast.stream.backfill.backfill_simulated`, ending now, so the
+live events continue it), and a forecaster is trained on them and promoted
+(:func:`~pulsecast.ml.train.train`) into a registry of the run's own. The
+scoring query then forecasts every window mean it scores, live; the result
+counts the forecasts made while the sustained load was measured. None of
+this preparation is timed (the scoring query's first batch, which scores
+and forecasts the whole history, runs in the warm-up), and the sustained
+load starts once its first events close the warm-up's windows (a lateness
+after their end), so that a forecasting pass falls in the measured window.
+The capacity run's fresh lake has no history: its forecasts lack the
+features that look back before the load.
+
+Topics, lake, registry and warehouse rows of the run are removed at the end.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
 import shutil
@@ -57,16 +73,24 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 __all__ = [
+    "ENTITIES",
     "BenchmarkError",
+    "ForecastCounts",
+    "bench_settings",
+    "forecast_fields",
     "job_capacity",
+    "resolve_scoring",
     "run_e2e_benchmark",
     "run_settings",
     "telemetry_records",
 ]
 
 Say = Callable[[str], None]
+#: Machines of the benchmark's load, ``m-0000`` to ``m-0099``: the ids the fleet simulator
+#: gives them too, so a backfilled history (``forecasts``) is theirs.
+ENTITIES = 100
 _TEMPLATE = (
-    '{"event_id":"%s-%d","event_time":"%sZ","payload":{"entity_id":"m-%03d",'
+    '{"event_id":"%s-%d","event_time":"%sZ","payload":{"entity_id":"m-%04d",'
     '"temperature_c":%.2f,"cpu_util":%.2f,"vibration_mm_s":%.3f,"power_kw":%.1f}}'
 )
 
@@ -88,8 +112,92 @@ def run_settings(settings: Settings, stream: str, root: Path) -> Settings:
     )
 
 
+def resolve_scoring(scoring: bool | None, *, forecasts: bool, default: bool) -> bool:
+    """Whether the job scores: as asked, else ``default``; live forecasts need scoring.
+
+    >>> resolve_scoring(None, forecasts=True, default=False)
+    True
+
+    Raises:
+        ValueError: Forecasts were asked for with scoring off.
+    """
+    if forecasts and scoring is False:
+        msg = "--forecasts needs live scoring (the scoring query forecasts): drop --no-scoring"
+        raise ValueError(msg)
+    if forecasts:
+        return True
+    return default if scoring is None else scoring
+
+
+def bench_settings(
+    settings: Settings, stream: str, root: Path, *, scoring: bool, forecasts: bool = False
+) -> Settings:
+    """The run's settings: :func:`run_settings`, scoring and live forecasts as asked.
+
+    The model registry and its files are the run's own, under ``root`` (removed
+    with it), never the user's. With ``forecasts`` the job does not retrain
+    (neither on a schedule nor on drift): the benchmark measures forecasting,
+    and the champion is the one it trained.
+
+    Raises:
+        ValueError: ``forecasts`` without ``scoring``.
+    """
+    if forecasts and not scoring:
+        msg = "live forecasts need live scoring (the scoring query makes them)"
+        raise ValueError(msg)
+    own = run_settings(settings, stream, root)
+    ml = own.ml.model_copy(
+        update={
+            "detector": own.ml.detector.model_copy(update={"enabled": scoring}),
+            "live_forecasts": forecasts,
+            "registry_uri": f"sqlite:///{root / 'mlflow' / 'registry.db'}",
+            "artifact_uri": (root / "mlflow" / "artifacts").as_uri(),
+            **({"retrain_interval_min": 0.0, "retrain_on_drift": False} if forecasts else {}),
+        }
+    )
+    return own.model_copy(update={"ml": ml})
+
+
+@dataclass(frozen=True)
+class ForecastCounts:
+    """What the live forecasting of a run did (forecasts are 0 without them; all, without scoring).
+
+    Attributes:
+        champion_version: The forecaster version trained and promoted for the run.
+        history_events: Events of the backfilled history it was trained on.
+        made: Forecasts the live job's scoring made in all (the history's windows too).
+        sustained: Forecasts made within the sustained phase's measured window.
+        scored_sustained: Windows scored within that window.
+        capacity: Forecasts made during the capacity run.
+    """
+
+    champion_version: int | None = None
+    history_events: int = 0
+    made: int = 0
+    sustained: int = 0
+    scored_sustained: int = 0
+    capacity: int = 0
+
+
+def forecast_fields(forecasts: bool, counts: ForecastCounts) -> dict[str, Any]:
+    """The result's keys on live forecasting: whether they ran, and how many were made.
+
+    >>> forecast_fields(False, ForecastCounts())["forecasts"]
+    False
+    """
+    return {
+        "forecasts": forecasts,
+        "forecast_model_version": counts.champion_version,
+        "history_events": counts.history_events,
+        "forecasts_made": counts.made,
+        "forecasts_sustained": counts.sustained,
+        "scored_sustained": counts.scored_sustained,
+        "forecasts_capacity": counts.capacity,
+    }
+
+
 def telemetry_records(
-    count: int, *, rate: float, entities: int = 100, run: str = "b", seed: int = 7
+    count: int, *, rate: float, entities: int = ENTITIES, run: str = "b", seed: int = 7
 ) -> list[bytes]:
     """``count`` valid telemetry events as JSON, event time advancing at ``rate`` per second.
 
@@ -158,6 +266,8 @@ class _Phase:
     final_lag: int
     batches: list[BatchTimes]  # started in the measured window
     started_at: float  # wall clock when the load began
+    scored: int = 0  # windows the scoring query scored in the measured window
+    forecasts: int = 0  # of which forecast live
 
 
 def _slope(points: list[tuple[float, float]]) -> float:
@@ -186,6 +296,7 @@ class _Bench:
     def load_phase(self, job: StreamJob, *, rate: float, seconds: float, warmup_s: float) -> _Phase:
         """Produce at ``rate`` for ``seconds`` while ``job`` runs; sample every second."""
         writer = job.writers[self.stream]
+        scorer = job.scorers.get(self.stream)
         context = multiprocessing.get_context("spawn")
         parent, child = context.Pipe()
         # Event ids unique across the run's phases: the job drops repeated ids as duplicates.
@@ -205,12 +316,18 @@ class _Bench:
             parent.send("go")
             started = time.monotonic()
             started_at = time.time()
-            samples: list[tuple[float, int, int]] = []  # (t, produced, processed)
+            # (t, produced, processed, scored, forecast)
+            samples: list[tuple[float, int, int, int, int]] = []
             while not parent.poll(1.0):
                 job.poll()
                 t = time.monotonic() - started
                 produced = self.produced() - base_produced
-                samples.append((t, produced, writer.stats.records - base_processed))
+                scored, forecast = (
+                    (scorer.stats.scored, scorer.stats.forecasts) if scorer else (0, 0)
+                )
+                samples.append(
+                    (t, produced, writer.stats.records - base_processed, scored, forecast)
+                )
                 if t > seconds * 3 + 60:
                     msg = "the load generator did not finish"
                     raise BenchmarkError(msg)
@@ -223,8 +340,11 @@ class _Bench:
         if len(measured) < 2:
             msg = f"the load lasted {samples[-1][0] if samples else 0:.0f} s: too short to measure"
             raise BenchmarkError(msg)
-        (t0, _, done0), (t1, _, done1) = measured[0], measured[-1]
-        lag = [(t, float(p - d)) for t, p, d in measured]
+        (t0, _, done0, scored0, forecast0), (t1, _, done1, scored1, forecast1) = (
+            measured[0],
+            measured[-1],
+        )
+        lag = [(t, float(p - d)) for t, p, d, _, _ in measured]
         wall0 = time.time() - (time.monotonic() - started - t0)
         wall1 = time.time() - (time.monotonic() - started - t1)
         return _Phase(
@@ -235,7 +355,30 @@ class _Bench:
             final_lag=int(lag[-1][1]),
             batches=[b for b in writer.stats.recent if wall0 <= b.started_at <= wall1],
             started_at=started_at,
+            scored=scored1 - scored0,
+            forecasts=forecast1 - forecast0,
         )
+
+    def settle(self, job: StreamJob, *, timeout_s: float = 600) -> None:
+        """Wait until every query of ``job`` is idle, the scoring query's included.
+
+        After the warm-up: the scoring query's first batch reads all of silver,
+        which with ``forecasts`` holds hours of history to score and forecast.
+        That must not run in the measured window.
+        """
+        deadline = time.monotonic() + timeout_s
+        while not job.idle():
+            job.poll()
+            if time.monotonic() > deadline:
+                msg = f"the job did not go idle after the warm-up within {timeout_s:.0f} s"
+                raise BenchmarkError(msg)
+            time.sleep(0.5)
+
+    def idle_until(self, job: StreamJob, wall_s: float) -> None:
+        """Keep ``job`` polled until the wall clock reaches ``wall_s`` (epoch seconds)."""
+        while time.time() < wall_s:
+            job.poll()
+            time.sleep(min(0.5, max(0.0, wall_s - time.time())))
 
     def drain(self, job: StreamJob, *, timeout_s: float = 600) -> None:
         """Wait until the job processed everything produced so far."""
@@ -248,6 +391,15 @@ class _Bench:
                 msg = f"the job did not catch up within {timeout_s:.0f} s"
                 raise BenchmarkError(msg)
             time.sleep(0.5)
+
+
+def _window_end(epoch_s: float, window_s: int) -> int:
+    """End of the tumbling window of ``window_s`` that holds ``epoch_s`` (epoch seconds).
+
+    >>> _window_end(125.0, 60), _window_end(120.0, 60)
+    (180, 180)
+    """
+    return (int(epoch_s) // window_s + 1) * window_s
 
 
 def _percentiles(values: list[float], *qs: float) -> list[float | None]:
@@ -295,6 +447,13 @@ def job_capacity(
     Raises:
         BenchmarkError: The catch-up took over 30 minutes.
     """
+    return _capacity(spark, settings, stream, total, say)[0]
+
+
+def _capacity(
+    spark: SparkSession, settings: Settings, stream: str, total: int, say: Say
+) -> tuple[float, int]:
+    """:func:`job_capacity`, and how many forecasts the job's scoring made meanwhile."""
     job = StreamJob(spark, settings, streams=[stream], warehouse=True)
     job.start()
     try:
@@ -309,8 +468,40 @@ def job_capacity(
         elapsed = time.monotonic() - started
     finally:
         job.stop()
-    say(f"  {total / elapsed:,.0f} events/s ({writer.stats.batches} batches)")
-    return total / elapsed
+    scorer = job.scorers.get(stream)
+    forecasts = scorer.stats.forecasts if scorer else 0
+    made = f", {forecasts:,} forecasts" if settings.ml.live_forecasts and scorer else ""
+    say(f"  {total / elapsed:,.0f} events/s ({writer.stats.batches} batches{made})")
+    return total / elapsed, forecasts
+
+
+def _give_champion(
+    spark: SparkSession, settings: Settings, stream: str, *, hours: float, say: Say
+) -> tuple[int, int]:
+    """Backfill ``hours`` of the load's machines into ``stream``, train and promote a forecaster.
+
+    Returns:
+        The champion's version and the history's events.
+
+    Raises:
+        BenchmarkError: The forecaster was not promoted (the registry's gate refused it).
+    """
+    from pulsecast.ml.train import train
+    from pulsecast.stream.backfill import backfill_simulated
+
+    say(f"forecasts: backfilling {hours:g} h of {ENTITIES} simulated machines...")
+    history = backfill_simulated(spark, settings, stream, days=hours / 24, entities=ENTITIES)
+    say(f"  {history.events:,} events in {history.seconds:.0f} s; training a forecaster...")
+    report = train(spark, settings, stream, kinds=["forecaster"], promote=True, progress=say)
+    model = report.models[0]
+    if not model.promoted:
+        msg = (
+            f"the benchmark's forecaster (version {model.version}, trained on {hours:g} h of "
+            f"history) was not promoted: {model.decision}; no live forecasts to measure"
+        )
+        raise BenchmarkError(msg)
+    say(f"  version {model.version} is champion ({model.decision}, {model.seconds:.0f} s)")
+    return model.version, history.events
 
 
 def _passthrough(spark: SparkSession, settings: Settings, stream: str, total: int) -> float:
@@ -348,39 +539,40 @@ def run_e2e_benchmark(
     latency_seconds: float = 30,
     warmup_s: float = 15,
     scoring: bool = True,
+    forecasts: bool = False,
+    history_hours: float = 3.0,
     say: Say = lambda _t: None,
 ) -> dict[str, Any]:
     """Run the three measurements; see the module's description.
 
     With ``scoring`` (the default, as ``ml.detector.enabled``) the job runs
     its live anomaly scoring too; without it, the job alone: the two give the
-    scoring's overhead.
+    scoring's overhead. With ``forecasts`` (needs ``scoring``) the scoring
+    forecasts live too, with a champion trained first on ``history_hours`` of
+    backfilled history (untimed).
 
     Returns:
         ``sustained_eps``, ``batch_p50_s``, ``batch_p95_s``, ``latency_p50_s``,
         ``latency_p95_s`` (to gold), ``warehouse_latency_p50_s``/``p95_s``,
-        ``job_eps``, ``passthrough_eps``, ``ratio`` and the run's parameters.
+        ``job_eps``, ``passthrough_eps``, ``ratio``, the forecasting counts
+        (:func:`forecast_fields`) and the run's parameters.
 
     Raises:
-        BenchmarkError: A phase failed (the message says which).
+        BenchmarkError: A phase failed (the message says which), or the
+            forecaster trained for ``forecasts`` was not promoted.
+        ValueError: ``forecasts`` without ``scoring``.
     """
     from pulsecast.stream.session import spark_session
     from pulsecast.warehouse.schema import Warehouse
 
-    say("starting kafka and postgres...")
-    KafkaService(settings).start()
-    PostgresService(settings).start()
     run = uuid.uuid4().hex[:8]
     stream = f"bench{run}"
     root = settings.data_dir / "bench" / stream
-    bench_settings = run_settings(settings, stream, root).model_copy(
-        update={
-            "ml": settings.ml.model_copy(
-                update={"detector": settings.ml.detector.model_copy(update={"enabled": scoring})}
-            ),
-        }
-    )
-    bench = _Bench(bench_settings, run)
+    own = bench_settings(settings, stream, root, scoring=scoring, forecasts=forecasts)
+    say("starting kafka and postgres...")
+    KafkaService(settings).start()
+    PostgresService(settings).start()
+    bench = _Bench(own, run)
     admin = TopicAdmin(settings)
     specs = [
         TopicSpec(topic_name(stream, kind), bench.partitions if kind == "events" else 1, 3_600_000)
@@ -388,21 +580,45 @@ def run_e2e_benchmark(
     ]
     topics = [spec.name for spec in specs]
     admin.ensure(specs)
-    warehouse = Warehouse(bench_settings)
+    warehouse = Warehouse(own)
+    counts = ForecastCounts()
     try:
-        spark = spark_session(bench_settings, app_name="pulsecast-bench")
-        job = StreamJob(spark, bench_settings, streams=[stream])
+        spark = spark_session(own, app_name="pulsecast-bench")
+        if forecasts:
+            version, history = _give_champion(spark, own, stream, hours=history_hours, say=say)
+            counts = ForecastCounts(champion_version=version, history_events=history)
+        job = StreamJob(spark, own, streams=[stream])
         job.start()
         try:
             # A cold JVM's first batches take tens of seconds: not the steady state.
             say(f"warm-up: {latency_rate:,.0f} events/s for 10 s...")
-            bench.load_phase(job, rate=latency_rate, seconds=10, warmup_s=0)
+            warm = bench.load_phase(job, rate=latency_rate, seconds=10, warmup_s=0)
             bench.drain(job)
+            bench.settle(job)
+            scorer = job.scorers.get(stream)
+            if scorer is not None:
+                say(
+                    f"  idle; {scorer.stats.scored:,} windows scored"
+                    + (f", {scorer.stats.forecasts:,} forecast" if forecasts else "")
+                    + " so far"
+                )
+            if forecasts:
+                # Forecasts are made as the scoring closes windows, a lateness after their
+                # end in event time. Start the load once its first events close the
+                # warm-up's windows: then a forecasting pass falls in the measured window.
+                detector = own.ml.detector
+                delay_s = (
+                    own.stream.allowed_lateness_s if detector.delay_s is None else detector.delay_s
+                )
+                closes_at = _window_end(warm.started_at + 10, detector.window_s) + delay_s + 1
+                say(f"  {max(0, closes_at - time.time()):.0f} s until events close the warm-up")
+                bench.idle_until(job, closes_at)
             say(f"sustained: {rate:,.0f} events/s for {seconds:.0f} s (generating events first)...")
             load = bench.load_phase(job, rate=rate, seconds=seconds, warmup_s=warmup_s)
             say(
                 f"  offered {load.offered_eps:,.0f}, processed {load.processed_eps:,.0f} "
                 f"events/s, lag growing {load.lag_growth_eps:,.0f} events/s"
+                + (f"; {load.forecasts:,} forecasts" if forecasts else "")
             )
             bench.drain(job)
             say(f"latency: {latency_rate:,.0f} events/s for {latency_seconds:.0f} s...")
@@ -412,28 +628,42 @@ def run_e2e_benchmark(
             bench.drain(job)
         finally:
             job.stop()
+        if scorer is not None:
+            counts = dataclasses.replace(
+                counts,
+                made=scorer.stats.forecasts,
+                sustained=load.forecasts,
+                scored_sustained=load.scored,
+            )
         # The job was drained before the phase: its events are in the batches started since.
         carried = [b for b in job.writers[stream].stats.recent if b.started_at >= quiet.started_at]
-        gold, wh, latency_events = _latencies(spark, bench_settings, stream, carried)
+        gold, wh, latency_events = _latencies(spark, own, stream, carried)
         say(f"  to gold p50 {gold[0]:.2f} s, p95 {gold[1]:.2f} s")
         total = bench.produced()
         say(f"capacity: the job from the earliest offset over the same {total:,} events...")
-        capacity_settings = bench_settings.model_copy(
+        capacity_settings = own.model_copy(
             update={
                 "lake": settings.lake.model_copy(update={"uri": f"file://{root}/lake2"}),
-                "stream": bench_settings.stream.model_copy(
+                "stream": own.stream.model_copy(
                     update={"checkpoint_uri": f"file://{root}/checkpoints2"}
                 ),
             }
         )
-        job_eps = job_capacity(spark, capacity_settings, stream, total, say)
+        job_eps, capacity_forecasts = _capacity(spark, capacity_settings, stream, total, say)
+        counts = dataclasses.replace(counts, capacity=capacity_forecasts)
         say("reference: Spark pass-through, Kafka → Parquet...")
-        passthrough_eps = _passthrough(spark, bench_settings, stream, total)
+        passthrough_eps = _passthrough(spark, own, stream, total)
         say(f"  {passthrough_eps:,.0f} events/s")
     finally:
         admin.delete(topics)
         warehouse.delete_stream(stream)
-        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(root, ignore_errors=True)  # the lake, checkpoints and registry
+        # The backfill's ground-truth labels and the registry's download cache of the
+        # run's model live in the data directory, outside the run's folder.
+        for labels in (settings.data_dir / "simulator").glob(f"backfill-{stream}-*.jsonl"):
+            labels.unlink(missing_ok=True)
+        for cached in (settings.data_dir / "mlflow" / "cache").glob(f"{stream}-*"):
+            shutil.rmtree(cached, ignore_errors=True)
     durations = [b.duration_s for b in load.batches]
     p50, p95 = _percentiles(durations, 0.5, 0.95)
     return {
@@ -461,5 +691,6 @@ def run_e2e_benchmark(
         "partitions": bench.partitions,
         "shuffle_partitions": settings.spark.shuffle_partitions,
         "scoring": scoring,
+        **forecast_fields(forecasts, counts),
         "cpus": os.cpu_count(),
     }
