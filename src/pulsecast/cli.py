@@ -1112,27 +1112,36 @@ def bench_query(
             "default <data_dir>/bench/query-lake."
         ),
     ] = None,
-    engine: Annotated[str, typer.Option(help="duckdb, spark or both.")] = "both",
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="duckdb, spark, both (the two), or duckdb-arrow: DuckDB reading every "
+            "table as an Arrow dataset, for comparison; several separated by commas "
+            "take turns on each query."
+        ),
+    ] = "both",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Dashboard queries and named analyses on a bulk-written lake: p50/p95, DuckDB vs Spark SQL."""
-    from pulsecast.bench.query import ENGINES, run_query_benchmark
+    from pulsecast.bench.query import DEFAULT_ENGINES, ENGINES, run_query_benchmark
 
-    if engine not in (*ENGINES, "both"):
-        msg = f"--engine must be duckdb, spark or both, got {engine!r}"
+    asked = DEFAULT_ENGINES if engine == "both" else tuple(e.strip() for e in engine.split(","))
+    unknown = [e for e in asked if e not in ENGINES]
+    if unknown:
+        msg = f"--engine: unknown {', '.join(unknown)}; give {', '.join(ENGINES)} or both"
         raise PulsecastError(msg)
     results = run_query_benchmark(
         _settings(ctx),
         events=events,
         repeat=repeat,
         lake_dir=lake_dir,
-        engines=ENGINES if engine == "both" else (engine,),
+        engines=asked,
         say=_say,
     )
     if as_json:
         print(json.dumps(results))
         return
-    engines = [e for e in ENGINES if engine in ("both", e)]
+    engines = [e for e in ENGINES if e in asked]
     rows = []
     for name, by_engine in results.items():
         cells = [name]

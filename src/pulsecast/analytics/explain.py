@@ -5,12 +5,14 @@ in the table, and read by the query after partition pruning and data skipping
 (each Delta file's min/max statistics). The numbers are measured on a real run
 of the query, not predicted:
 
-- DuckDB: the tables are the same ``deltalake`` datasets as :func:`run_sql`'s,
-  whose fragments carry each file's partition values and min/max statistics, so
-  pyarrow skips a file without opening it when the filter DuckDB pushes down
-  cannot match. The dataset's file system is wrapped to record every file opened.
-  A file that is opened counts as read, even when its row groups are then
-  skipped; a ``LIMIT`` can stop a scan before it opened every matching file.
+- DuckDB: the tables are ``deltalake`` Arrow datasets (what :func:`run_sql`
+  reads when DuckDB's own Parquet reader cannot; see
+  :mod:`pulsecast.analytics.parquet_scan`), whose fragments carry each file's
+  partition values and min/max statistics, so pyarrow skips a file without
+  opening it when the filter DuckDB pushes down cannot match. The dataset's
+  file system is wrapped to record every file opened. A file that is opened
+  counts as read, even when its row groups are then skipped; a ``LIMIT`` can
+  stop a scan before it opened every matching file.
 - Spark: the metrics of the executed plan's scans (``number of files read``,
   ``number of partitions read``, ``size of files read``), plus what Delta's
   planner kept after partition filters and after data skipping.

@@ -3,9 +3,12 @@
 Every Delta table of every configured stream is visible under its SQL name
 (``bronze_<stream>``, ``silver_<stream>``, ``gold_<stream>_<window>``,
 ``gold_<stream>_scores``, ``panes_<stream>``; see :mod:`pulsecast.lake.tables`).
-DuckDB reads Delta through the ``deltalake`` package (delta-rs) as Arrow
-datasets, so filters are pushed down to the Parquet files; it reads ``hdfs://``
-lakes with its own HDFS client (no JVM).
+DuckDB finds each Delta table's current files through the ``deltalake``
+package (delta-rs) and reads them with its own Parquet reader where it can
+(local, unencrypted files: :mod:`pulsecast.analytics.parquet_scan`), otherwise
+as ``deltalake`` Arrow datasets (``hdfs://`` lakes through delta-rs's own HDFS
+client, no JVM; the encrypted zones, decrypted by pyarrow); either way filters
+are pushed down to the Parquet files.
 
 Both engines also get:
 
@@ -34,6 +37,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pulsecast.analytics.errors import MissingTableError, QueryError
+from pulsecast.analytics.parquet_scan import is_schema_mismatch, parquet_view_sql
 from pulsecast.config import Settings
 from pulsecast.lake.tables import LakeTables
 
@@ -242,13 +246,20 @@ class DuckDBEngine:
 
     Args:
         settings: Where the lake is and which streams it holds.
+        parquet_reader: Read the tables DuckDB can read alone with its own
+            Parquet reader (False: every table as an Arrow dataset).
     """
 
     settings: Settings
     name: str = "duckdb"
+    parquet_reader: bool = True
     _con: Any = field(default=None, init=False, repr=False)
     _tables: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
     _registered: set[str] = field(default_factory=set, init=False, repr=False)
+    #: Tables registered as views over their Parquet files (the others are Arrow datasets).
+    _native: set[str] = field(default_factory=set, init=False, repr=False)
+    #: (table, version) whose files DuckDB's reader refused: read through Arrow.
+    _arrow_only: set[tuple[str, int]] = field(default_factory=set, init=False, repr=False)
     #: The table versions the registered ``lake_files`` was built from (None: not built).
     _files_versions: tuple[tuple[str, int], ...] | None = field(
         default=None, init=False, repr=False
@@ -262,6 +273,8 @@ class DuckDBEngine:
 
             self._con = duckdb.connect()
             prepare_duckdb(self._con)
+            # Parquet footers stay in memory between queries (Delta's files never change).
+            self._con.execute("SET parquet_metadata_cache = true")
         con: duckdb.DuckDBPyConnection = self._con
         return con
 
@@ -282,12 +295,27 @@ class DuckDBEngine:
                 raise QueryError(msg) from exc
             if table.version() == version and name in self._registered:
                 return True
-        from pulsecast.security.lake_crypto import readable_dataset
-
-        # Decrypts the lake's Parquet files when it is encrypted (security.encrypt_lake).
-        self.connection.register(name, readable_dataset(table.to_pyarrow_dataset(), self.settings))
-        self._registered.add(name)
+        self._register(name, table)
         return True
+
+    def _register(self, name: str, table: Any) -> None:
+        """Register ``table`` under ``name``: over its Parquet files, else as an Arrow dataset."""
+        view = None
+        if self.parquet_reader and (name, table.version()) not in self._arrow_only:
+            view = parquet_view_sql(self.connection, name, table, self.settings)
+        if view is not None:
+            self.connection.execute(view)
+            self._native.add(name)
+        else:
+            from pulsecast.security.lake_crypto import readable_dataset
+
+            # Decrypts the lake's Parquet files when it is encrypted (security.encrypt_lake).
+            dataset = readable_dataset(table.to_pyarrow_dataset(), self.settings)
+            if name in self._native:
+                self.connection.execute(f'DROP VIEW "{name}"')
+            self.connection.register(name, dataset)
+            self._native.discard(name)
+        self._registered.add(name)
 
     def open_all(self) -> None:
         """Register every existing lake table, whether a query names it or not."""
@@ -299,7 +327,8 @@ class DuckDBEngine:
         import duckdb
 
         known = lake_tables(self.settings)
-        for name in referenced(sql, list(known)):
+        names = referenced(sql, list(known))
+        for name in names:
             if not self._refresh(name, known[name]):
                 raise MissingTableError(name)
         if referenced(sql, [LAKE_FILES]):
@@ -307,7 +336,25 @@ class DuckDBEngine:
         try:
             return QueryResult(_duckdb_arrow(self.connection, sql))
         except duckdb.Error as exc:
+            if is_schema_mismatch(exc) and self._through_arrow(names):
+                return self.query(sql)
             raise QueryError(str(exc).splitlines()[0]) from exc
+
+    def _through_arrow(self, names: list[str]) -> bool:
+        """Read the tables of ``names`` read natively through Arrow until their next version.
+
+        Their files differ in columns (written before a column was added).
+        False when there was none.
+        """
+        switched = [name for name in names if name in self._native]
+        for name in switched:
+            table = self._tables[name]
+            log.info(
+                "%s v%d: files with other columns; reading it through Arrow", name, table.version()
+            )
+            self._arrow_only.add((name, table.version()))
+            self._register(name, table)
+        return bool(switched)
 
     def _register_lake_files(self, known: dict[str, str]) -> None:
         """Register ``lake_files``, built again only when a table has a new version."""
@@ -325,6 +372,8 @@ class DuckDBEngine:
             self._con = None
         self._tables.clear()
         self._registered.clear()
+        self._native.clear()
+        self._arrow_only.clear()
         self._files_versions = None
 
 

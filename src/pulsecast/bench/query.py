@@ -71,6 +71,7 @@ if TYPE_CHECKING:
     from pulsecast.analytics.sql import SqlEngine
 
 __all__ = [
+    "DEFAULT_ENGINES",
     "ENGINES",
     "MARKER",
     "BenchLake",
@@ -87,8 +88,12 @@ __all__ = [
 
 Say = Callable[[str], None]
 
-#: The engines compared, in the order they run.
-ENGINES = ("duckdb", "spark")
+#: The engines compared, in the order they run: DuckDB, Spark SQL, and DuckDB
+#: reading every table as a ``deltalake`` Arrow dataset (its reader before
+#: 2026-11-29, for comparison; not run unless asked for).
+ENGINES = ("duckdb", "spark", "duckdb-arrow")
+#: The engines run by default.
+DEFAULT_ENGINES = ("duckdb", "spark")
 #: The file under the lake root that describes a finished build.
 MARKER = "query-bench.json"
 #: The simulated stream's payload: entity id and four metrics (the telemetry stream's).
@@ -237,45 +242,59 @@ def _one_line(exc: BaseException) -> str:
 
 def time_queries(
     settings: Settings,
-    engine: SqlEngine,
+    engines: Sequence[SqlEngine],
     queries: Mapping[str, QuerySpec],
     *,
     repeat: int,
     now: datetime,
     say: Say = lambda _t: None,
-) -> dict[str, dict[str, Any]]:
-    """Run each query once (warm-up, not counted), then ``repeat`` times, on ``engine``.
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Run each query once per engine (warm-up, not counted), then ``repeat`` times.
+
+    The engines take turns on each run of a query, so that they see the same
+    load on a shared machine.
 
     Returns:
-        Per query name: ``p50_ms``, ``p95_ms`` and ``rows`` (of the last run), or
-        ``error`` with the reason when the query failed (the others still run).
+        Per query name, per engine name: ``p50_ms``, ``p95_ms`` and ``rows``
+        (of the last run), or ``error`` with the reason when the query failed
+        on that engine (the others still run).
     """
-    results: dict[str, dict[str, Any]] = {}
+    results: dict[str, dict[str, dict[str, Any]]] = {}
     for name, spec in queries.items():
-        times: list[float] = []
-        rows = 0
-        try:
-            for run in range(repeat + 1):
+        times: dict[str, list[float]] = {engine.name: [] for engine in engines}
+        rows: dict[str, int] = {}
+        errors: dict[str, str] = {}
+        for run in range(repeat + 1):
+            for engine in engines:
+                if engine.name in errors:
+                    continue
                 started = time.perf_counter()
-                result = run_analysis(
-                    settings, spec.analysis, dict(spec.params), engine=engine, now=now
-                )
+                try:
+                    result = run_analysis(
+                        settings, spec.analysis, dict(spec.params), engine=engine, now=now
+                    )
+                except Exception as exc:  # QueryError, or a JVM error: reported, not fatal
+                    errors[engine.name] = _one_line(exc)
+                    say(f"  {engine.name:<12} {name:<40} error: {errors[engine.name]}")
+                    continue
                 if run:
-                    times.append(1000 * (time.perf_counter() - started))
-                rows = result.table.num_rows
-        except Exception as exc:  # QueryError, or a JVM error of any kind: reported, not fatal
-            results[name] = {"error": _one_line(exc)}
-            say(f"  {engine.name:<6} {name:<40} error: {results[name]['error']}")
-            continue
-        results[name] = {
-            "p50_ms": round(percentile(times, 0.5), 1),
-            "p95_ms": round(percentile(times, 0.95), 1),
-            "rows": rows,
-        }
-        say(
-            f"  {engine.name:<6} {name:<40} p50 {results[name]['p50_ms']:>9.1f} ms  "
-            f"p95 {results[name]['p95_ms']:>9.1f} ms  ({rows} rows)"
-        )
+                    times[engine.name].append(1000 * (time.perf_counter() - started))
+                rows[engine.name] = result.table.num_rows
+        results[name] = {}
+        for engine in engines:
+            if engine.name in errors:
+                results[name][engine.name] = {"error": errors[engine.name]}
+                continue
+            figures = {
+                "p50_ms": round(percentile(times[engine.name], 0.5), 1),
+                "p95_ms": round(percentile(times[engine.name], 0.95), 1),
+                "rows": rows[engine.name],
+            }
+            results[name][engine.name] = figures
+            say(
+                f"  {engine.name:<12} {name:<40} p50 {figures['p50_ms']:>9.1f} ms  "
+                f"p95 {figures['p95_ms']:>9.1f} ms  ({figures['rows']} rows)"
+            )
     return results
 
 
@@ -752,7 +771,7 @@ def run_query_benchmark(
     events: int = 10_000_000,
     repeat: int = 10,
     lake_dir: Path | None = None,
-    engines: Sequence[str] = ENGINES,
+    engines: Sequence[str] = DEFAULT_ENGINES,
     say: Say = lambda _t: None,
     **options: Any,
 ) -> dict[str, dict[str, dict[str, Any]]]:
@@ -763,7 +782,7 @@ def run_query_benchmark(
         events: Events in the lake (silver).
         repeat: Timed runs per query and engine (after one warm-up run).
         lake_dir: The lake's root (default: ``<data_dir>/bench/query-lake``).
-        engines: ``duckdb`` and/or ``spark``.
+        engines: Some of :data:`ENGINES`; they take turns on each query.
         say: Progress lines.
         **options: Passed to :func:`build_lake` (``days``, ``interval_s``...).
 
@@ -805,19 +824,19 @@ def run_query_benchmark(
         **named_queries(stream),
     }
     now = lake.end + timedelta(seconds=30)
-    results: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in queries}
+    opened: list[SqlEngine] = []
     for name in [e for e in ENGINES if e in engines]:
-        engine: SqlEngine = (
-            DuckDBEngine(bench_settings) if name == "duckdb" else SparkEngine(bench_settings)
-        )
-        say(f"{name}: {len(queries)} queries, 1 warm-up + {repeat} runs each")
-        try:
-            timed = time_queries(bench_settings, engine, queries, repeat=repeat, now=now, say=say)
-        finally:
+        if name == "spark":
+            opened.append(SparkEngine(bench_settings))
+        else:
+            arrow = name == "duckdb-arrow"
+            opened.append(DuckDBEngine(bench_settings, name=name, parquet_reader=not arrow))
+    say(f"{', '.join(engines)}: {len(queries)} queries, 1 warm-up + {repeat} runs each")
+    try:
+        return time_queries(bench_settings, opened, queries, repeat=repeat, now=now, say=say)
+    finally:
+        for engine in opened:
             engine.close()
-        for query, figures in timed.items():
-            results[query][name] = figures
-    return results
 
 
 def set_write_times(table: Path, times: dict[int, datetime]) -> None:

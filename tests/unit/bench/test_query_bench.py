@@ -46,7 +46,7 @@ def test_time_queries_reports_a_failure_as_an_error(tmp_path: Path) -> None:
     try:
         results = time_queries(
             settings,
-            engine,
+            [engine],
             {"x": QuerySpec("scored_series", {"stream": "telemetry"})},
             repeat=2,
             now=datetime(2026, 5, 1, tzinfo=UTC),
@@ -55,8 +55,10 @@ def test_time_queries_reports_a_failure_as_an_error(tmp_path: Path) -> None:
         engine.close()
     assert results == {
         "x": {
-            "error": "MissingTableError: table gold_telemetry_scores does not exist yet: live "
-            "scoring in `pulsecast stream run` creates it (ml.detector.enabled)"
+            "duckdb": {
+                "error": "MissingTableError: table gold_telemetry_scores does not exist yet: "
+                "live scoring in `pulsecast stream run` creates it (ml.detector.enabled)"
+            }
         }
     }
 
@@ -204,16 +206,20 @@ def test_bench_query_cli_reuses_the_lake(
     config = tmp_path / "pulsecast.toml"
     config.write_text(f'[paths]\ndata_dir = "{tmp_path / "state"}"\n')
     args = ["--config", str(config), "bench", "query", "--events", "1000", "--repeat", "1"]
-    args += ["--lake-dir", str(bench_lake_root), "--engine", "duckdb"]
-    result = CliRunner().invoke(app, [*args, "--json"])
+    args += ["--lake-dir", str(bench_lake_root)]
+    result = CliRunner().invoke(app, [*args, "--engine", "duckdb,duckdb-arrow", "--json"])
     assert result.exit_code == 0, result.stderr
     out = json.loads(result.stdout)
     assert set(out) == set(bench_results)
-    assert all(v["duckdb"]["p95_ms"] > 0 for v in out.values())
+    for name, by_engine in out.items():
+        assert set(by_engine) == {"duckdb", "duckdb-arrow"}, name
+        assert all(figures["p95_ms"] > 0 for figures in by_engine.values()), name
+        # DuckDB's Parquet reader and the Arrow datasets find the same rows.
+        assert by_engine["duckdb"]["rows"] == by_engine["duckdb-arrow"]["rows"], name
     assert "reusing the lake" in result.stderr
     assert (bench_lake_root / MARKER).read_text() == marker  # not rebuilt
 
-    table = CliRunner().invoke(app, args)
+    table = CliRunner().invoke(app, [*args, "--engine", "duckdb"])
     assert table.exit_code == 0, table.stderr
     lines = table.stdout.splitlines()
     assert lines[0].split() == ["query", "duckdb", "p50", "ms", "duckdb", "p95", "ms"]
@@ -223,4 +229,5 @@ def test_bench_query_cli_reuses_the_lake(
 def test_bench_query_cli_rejects_an_unknown_engine(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["bench", "query", "--engine", "oracle"])
     assert result.exit_code == 1
-    assert result.stderr.strip().endswith("--engine must be duckdb, spark or both, got 'oracle'")
+    expected = "--engine: unknown oracle; give duckdb, spark, duckdb-arrow or both"
+    assert result.stderr.strip().endswith(expected)
