@@ -853,6 +853,19 @@ class DashboardSettings(_Section):
         description="Serve HTTPS with the local CA's `dashboard` certificate; always on when "
         "security.enabled (PULSECAST_DASHBOARD__TLS).",
     )
+    auth: bool = Field(
+        False,
+        description="Require a login (an API key with the `read` role, traded for a session "
+        "cookie) on every page and endpoint but the login page; always on when "
+        "security.enabled (PULSECAST_DASHBOARD__AUTH).",
+    )
+    session_max_age_s: int = Field(
+        8 * 3600,
+        ge=60,
+        le=30 * 24 * 3600,
+        description="Seconds a dashboard login lasts; the session then ends and the page asks "
+        "for the key again (PULSECAST_DASHBOARD__SESSION_MAX_AGE_S).",
+    )
 
     @property
     def url(self) -> str:
@@ -901,6 +914,10 @@ class Settings(BaseSettings):
                 section = getattr(self, name)
                 if not section.tls:
                     object.__setattr__(self, name, section.model_copy(update={"tls": True}))
+            # ...and the dashboard asks for a login, as the ingest asks for API keys.
+            if not self.dashboard.auth:
+                update = {"auth": True}
+                object.__setattr__(self, "dashboard", self.dashboard.model_copy(update=update))
         return self
 
     @property

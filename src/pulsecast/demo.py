@@ -114,6 +114,13 @@ def _ends(settings: Settings, topic: str) -> dict[int, int]:
     return end_offsets(settings, topic, TopicAdmin(settings).partitions(topic))
 
 
+#: How to log in to a dashboard that asks for a login (secure mode).
+_LOGIN_HINT = (
+    "an API key with the read role; `pulsecast security apikey create demo-reader --role read` "
+    "prints one"
+)
+
+
 def run_demo(
     settings: Settings,
     *,
@@ -140,6 +147,8 @@ def run_demo(
     statuses = Stack(settings, with_=list(with_)).up(progress=say)
     if "dashboard" in with_:
         say(f"watch it live: the dashboard is at {settings.dashboard.url}")
+        if settings.dashboard.auth:
+            say(f"  it asks for a login: {_LOGIN_HINT}")
     if entities:
         settings = settings.model_copy(
             update={"simulator": settings.simulator.model_copy(update={"entities": entities})}
@@ -200,6 +209,8 @@ def _watch_lines(settings: Settings, with_: Sequence[str]) -> list[str]:
         lines.append(
             f"  dashboard       {settings.dashboard.url} (live; `pulsecast down` stops it)"
         )
+        if settings.dashboard.auth:
+            lines.append(f"  login           {_LOGIN_HINT}")
     if "prometheus" in with_:
         lines.append(
             f"  prometheus      {settings.monitoring.prometheus_url}: {_scraped(settings)}"

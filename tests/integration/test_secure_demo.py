@@ -6,7 +6,10 @@ PostgreSQL (TLS, one password per role) and the dashboard (HTTPS); then the
 history, training, the streaming job on the suite's SparkSession with the
 lake encrypted, live events, the dead letters and the read-back, as a user
 runs it. Afterwards: the dashboard answers over HTTPS only with the local CA,
-the lake's event zones hold no plaintext reading, and the stack goes down.
+refuses a request without a login, and serves its data to a read key made
+with ``pulsecast security apikey create`` (sent as a Bearer key, and traded
+for a session cookie at its login form); the lake's event zones hold no
+plaintext reading, and the stack goes down.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ from pathlib import Path
 import httpx
 import pytest
 from pyspark.sql import SparkSession
+from typer.testing import CliRunner
 
+from pulsecast.cli import app as cli
 from pulsecast.config import load_settings
 from pulsecast.demo import run_demo
 from pulsecast.security.lake_crypto import disable_on_session
@@ -45,14 +50,42 @@ def test_the_secure_demo_runs_end_to_end(spark: SparkSession, tmp_path: Path) ->
         result = run_demo(settings, **SMALL_DEMO, with_=["dashboard"])
         url = settings.dashboard.url
         assert url.startswith("https://"), url
-        meta = httpx.get(f"{url}/api/meta", verify=http_verify(settings), timeout=10)
+        verify = http_verify(settings)
+        refused = httpx.get(f"{url}/api/meta", verify=verify, timeout=10)
+        assert (refused.status_code, refused.json()) == (
+            401,
+            {"error": "login required: log in at /login, or send Authorization: Bearer <key>"},
+        )
+        page = httpx.get(url, verify=verify, timeout=10)  # the login page, not the dashboard
+        assert page.status_code == 200 and 'action="/login"' in page.text
+        assert "__PULSECAST_CONFIG__" not in page.text and '"refresh_s"' not in page.text
+        created = CliRunner().invoke(
+            cli,
+            ["--config", str(config), "security", "apikey", "create", "demo", "--role", "read"],
+        )
+        assert created.exit_code == 0, created.output
+        key = created.stdout.strip()
+        bearer = {"Authorization": f"Bearer {key}"}
+        meta = httpx.get(f"{url}/api/meta", headers=bearer, verify=verify, timeout=10)
         assert meta.status_code == 200 and meta.json()["stream"] == "telemetry", meta.text
+        with httpx.Client(base_url=url, verify=verify, timeout=30) as browser:
+            login = browser.post("/login", data={"key": key})
+            assert login.status_code == 303 and "pulsecast_session" in browser.cookies
+            overview = browser.get("/api/overview", params={"since": "min"})
+            assert overview.status_code == 200, overview.text
+            assert overview.json().get("kpis", {}).get("received", 0) > 0, overview.text
+            assert browser.post("/logout").status_code == 303
+            assert browser.get("/api/meta").status_code == 401
         with pytest.raises(httpx.ConnectError):  # not trusted without the local CA
-            httpx.get(f"{url}/api/meta", timeout=10)
+            httpx.get(f"{url}/api/meta", headers=bearer, timeout=10)
     finally:
         Stack(settings, with_=["dashboard"]).down()
         disable_on_session(spark)
     assert result.ok, "\n".join(result.lines())
+    assert any(
+        "`pulsecast security apikey create demo-reader --role read`" in line
+        for line in result.lines()
+    )
     assert result.produced.rejected > 0 and result.dead_letters_read == result.produced.rejected
     assert result.processed is not None and result.processed.forecasts > 0
     assert result.tables["silver_telemetry"] == result.processed.valid + 576

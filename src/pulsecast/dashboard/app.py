@@ -8,7 +8,8 @@ The endpoints (``/api/...``) answer what :class:`~pulsecast.dashboard.panels.Das
 builds; each takes ``since`` (an age such as ``1h``, or ``min``) and ``stream``.
 :func:`serve` runs the application with uvicorn (``pulsecast dashboard``), over
 HTTPS with the local CA's ``dashboard`` certificate when ``dashboard.tls`` (always
-in secure mode).
+in secure mode). With ``dashboard.auth`` (always in secure mode) every route but
+the login page asks for a login: see :mod:`pulsecast.dashboard.login`.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 
 from pulsecast.config import Settings
 from pulsecast.dashboard.errors import DashboardError
+from pulsecast.dashboard.login import install_login
 from pulsecast.dashboard.panels import RANGES, DashboardData
+from pulsecast.security.sessions import DashboardAuth
 from pulsecast.security.tls import uvicorn_tls
 
 __all__ = ["create_app", "plotly_js", "serve"]
@@ -53,15 +56,25 @@ def _since(since: str) -> str:
     return since
 
 
-def create_app(settings: Settings, *, data: DashboardData | None = None) -> FastAPI:
+_LOGOUT = (
+    '<form class="logout" method="post" action="/logout">'
+    '<button type="submit">log out</button></form>'
+)
+
+
+def create_app(
+    settings: Settings, *, data: DashboardData | None = None, auth: DashboardAuth | None = None
+) -> FastAPI:
     """The dashboard application over the lake of ``settings``.
 
     Args:
         settings: The platform's settings (the lake, ``dashboard.*``).
         data: The panels' data provider (default: one over ``settings``, for its
             ``dashboard.stream``); the application closes it at shutdown.
+        auth: The login (default: the one ``dashboard.auth`` asks for, or none).
     """
     panels = data or DashboardData(settings)
+    auth = auth or DashboardAuth.from_settings(settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -71,6 +84,9 @@ def create_app(settings: Settings, *, data: DashboardData | None = None) -> Fast
     app = FastAPI(title="pulsecast dashboard", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.panels = panels
     page = (_STATIC / "index.html").read_text(encoding="utf-8")
+    page = page.replace("<!--__PULSECAST_LOGOUT__-->", _LOGOUT if auth is not None else "")
+    if auth is not None:
+        install_login(app, auth)
 
     @app.get("/", response_class=HTMLResponse)
     def index() -> HTMLResponse:
@@ -159,6 +175,12 @@ def serve(settings: Settings, *, stream: str | None = None) -> None:
         msg = f"stream {stream!r} is not configured; streams: {', '.join(sorted(settings.streams))}"
         raise DashboardError(msg)
     tls = uvicorn_tls(settings, "dashboard")  # fails before serving when a file is missing
+    if settings.dashboard.auth and not settings.dashboard.tls:
+        log.warning(
+            "the dashboard asks for a login over plain HTTP: keys and session cookies cross "
+            "the network in clear, and browsers may not send the Secure cookie back; "
+            "set dashboard.tls"
+        )
     app = create_app(settings, data=DashboardData(settings, stream=stream))
     log.info("dashboard on %s", settings.dashboard.url)
     uvicorn.run(

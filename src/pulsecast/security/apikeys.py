@@ -181,6 +181,15 @@ class ApiKeyStore:
             log.info("revoked API key %s", key_id)
         return self._record(key_id, entry)
 
+    def get(self, key_id: str) -> ApiKey | None:
+        """The record of ``key_id`` (revoked or not), or None; cheap while the file is unchanged.
+
+        A running endpoint asks on every request of a session, so a revocation
+        made in another process ends the session from its next request.
+        """
+        entry = self._fresh().get(key_id)
+        return None if entry is None else self._record(key_id, entry)
+
     def has_active(self) -> bool:
         """Whether at least one key is not revoked."""
         return any(k.active for k in self.keys())

@@ -12,7 +12,8 @@ keying the chain with the keystore) is the next step, see docs/security.md.
 
 Appends from several processes are serialised with an exclusive ``flock`` on
 the log. Actions recorded: ``security.*`` (init, rotate, API keys),
-``http.refused`` (aggregated per minute by :class:`RefusalAuditor`),
+``http.refused`` and ``dashboard.login.failed`` (aggregated per minute by
+:class:`RefusalAuditor`), ``dashboard.login`` / ``dashboard.logout``,
 ``model.promote`` / ``model.rollback``, ``topic.create`` / ``topic.delete``.
 """
 
@@ -276,14 +277,21 @@ class RefusalAuditor:
         audit: The audit log.
         per_minute: Refusals recorded individually per minute.
         clock: Seconds since the epoch; tests inject theirs.
+        name: The endpoint (``ingest``, ``dashboard``): the summaries' target.
     """
 
     def __init__(
-        self, audit: AuditLog, *, per_minute: int, clock: Callable[[], float] = time.time
+        self,
+        audit: AuditLog,
+        *,
+        per_minute: int,
+        clock: Callable[[], float] = time.time,
+        name: str = "ingest",
     ) -> None:
         self.audit = audit
         self.per_minute = per_minute
         self.clock = clock
+        self.name = name
         self._minute = -1
         self._recorded = 0
         self._suppressed: Counter[int] = Counter()
@@ -300,16 +308,22 @@ class RefusalAuditor:
                 "suppressed": sum(self._suppressed.values()),
                 "by_status": {str(k): v for k, v in sorted(self._suppressed.items())},
             }
-            self._safe_append("http.refused.summary", "ingest", "pulsecast", details)
+            self._safe_append("http.refused.summary", self.name, "pulsecast", details)
         self._minute, self._recorded = minute, 0
         self._suppressed = Counter()
 
-    def refused(self, status: int, *, actor: str, target: str, reason: str) -> None:
-        """Count one refused request (recorded in full while under the minute's budget)."""
+    def refused(
+        self, status: int, *, actor: str, target: str, reason: str, action: str = "http.refused"
+    ) -> None:
+        """Count one refused request (recorded in full while under the minute's budget).
+
+        ``action`` names the record: ``http.refused``, or ``dashboard.login.failed``
+        for a failed login (both share the budget).
+        """
         self.tick()
         if self._recorded < self.per_minute:
             self._recorded += 1
-            self._safe_append("http.refused", target, actor, {"status": status, "reason": reason})
+            self._safe_append(action, target, actor, {"status": status, "reason": reason})
         else:
             self._suppressed[status] += 1
 

@@ -1,7 +1,7 @@
 """``pulsecast security check``: what is protected now, and what is not.
 
-Reports findings by area (certificates, keystore, API keys, rate limits, audit
-trail, Kafka, PostgreSQL, HTTPS and the lake at rest) with a
+Reports findings by area (certificates, keystore, API keys, rate limits, the
+dashboard's login, audit trail, Kafka, PostgreSQL, HTTPS and the lake at rest) with a
 status: ``ok``, ``warn``, ``off`` (not protected, by choice or not built yet)
 or ``fail`` (something is wrong). Reads files only: it creates nothing.
 """
@@ -163,6 +163,41 @@ def _http(settings: Settings, root: Path) -> list[Finding]:
     ]
 
 
+def _dashboard(settings: Settings, root: Path) -> Finding:
+    """Whether the dashboard asks for a login, and whether anyone can log in."""
+    dash = settings.dashboard
+    if not dash.auth:
+        return Finding("dashboard", "off", "no login: whoever reaches it reads it (dashboard.auth)")
+    try:
+        readers = [
+            k for k in ApiKeyStore(root / "apikeys.json").keys() if k.active and k.allows("read")
+        ]
+    except SecurityError as exc:
+        return Finding("dashboard", "fail", str(exc))
+    if not dash.tls:
+        return Finding(
+            "dashboard",
+            "warn",
+            "login required, but over plain HTTP: keys and session cookies cross the network "
+            "in clear (dashboard.tls)",
+        )
+    if not readers:
+        return Finding(
+            "dashboard",
+            "warn",
+            "login required, but no active key may read: "
+            "`pulsecast security apikey create NAME --role read`",
+        )
+    hours = dash.session_max_age_s / 3600
+    return Finding(
+        "dashboard",
+        "ok",
+        f"login required (API keys with the read role: {len(readers)} active); sessions of "
+        f"{hours:g} h in HttpOnly, Secure, SameSite=Strict cookies; failed logins limited per "
+        "address; 401 for the API without a session or key",
+    )
+
+
 def _properties(path: Path) -> dict[str, str]:
     """A Java properties file as a mapping (comments and blank lines skipped)."""
     pairs = (
@@ -243,6 +278,7 @@ def security_check(settings: Settings, *, now: datetime | None = None) -> list[F
         *_certificates(settings, root, now),
         *_keystore(settings, root),
         *_http(settings, root),
+        _dashboard(settings, root),
         _audit(settings),
         *_kafka(settings),
         *_postgres(settings),

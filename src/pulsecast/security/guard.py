@@ -9,18 +9,21 @@ checks (a key check costs a scrypt), then the key and its role, then the
 per-key limit. Refusals go to the audit trail through a
 :class:`~pulsecast.security.audit.RefusalAuditor`, so a flood of them writes
 a bounded number of records. The client address is the TCP peer's: headers
-such as ``X-Forwarded-For`` are not trusted.
+such as ``X-Forwarded-For`` are not trusted. The dashboard's login
+(:mod:`pulsecast.security.sessions`) checks keys through a guard of its own,
+for the ``read`` role.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from pulsecast.security._files import security_dir
-from pulsecast.security.apikeys import ApiKeyStore, Role
+from pulsecast.security.apikeys import ApiKey, ApiKeyStore, Role
 from pulsecast.security.audit import RefusalAuditor, audit_log
 from pulsecast.security.ratelimit import RateLimiter
 
@@ -87,16 +90,32 @@ class IngestGuard:
     @classmethod
     def from_settings(cls, settings: Settings) -> IngestGuard | None:
         """The guard ``security`` settings ask for; None when security is off."""
-        sec = settings.security
-        if not sec.enabled:
+        if not settings.security.enabled:
             return None
+        return cls.build(settings)
+
+    @classmethod
+    def build(
+        cls, settings: Settings, *, name: str = "ingest", clock: Callable[[], float] | None = None
+    ) -> IngestGuard:
+        """A guard with the ``security`` settings' limits, whether security is on or not.
+
+        Args:
+            settings: The platform's settings (``security.*``).
+            name: The endpoint, the target of the audit trail's per-minute summaries.
+            clock: Monotonic seconds for the rate limits (tests inject theirs).
+        """
+        sec = settings.security
         auditor = None
         if sec.audit:
-            auditor = RefusalAuditor(audit_log(settings), per_minute=sec.audit_refusals_per_minute)
+            auditor = RefusalAuditor(
+                audit_log(settings), per_minute=sec.audit_refusals_per_minute, name=name
+            )
+        tick = clock or time.monotonic
         return cls(
             ApiKeyStore(security_dir(settings) / "apikeys.json"),
-            per_key=RateLimiter(sec.key_rate_per_s, sec.key_burst),
-            per_address=RateLimiter(sec.address_rate_per_s, sec.address_burst),
+            per_key=RateLimiter(sec.key_rate_per_s, sec.key_burst, clock=tick),
+            per_address=RateLimiter(sec.address_rate_per_s, sec.address_burst, clock=tick),
             auditor=auditor,
         )
 
@@ -108,20 +127,58 @@ class IngestGuard:
         Blocking (a key seen for the first time costs one scrypt): call it from a
         worker thread in async code.
         """
+        answer = self.admit(headers, address, role, target=target)
+        return answer if isinstance(answer, Refusal) else None
+
+    def admit(
+        self,
+        headers: Mapping[str, str],
+        address: str,
+        role: Role,
+        *,
+        target: str,
+        action: str = "http.refused",
+    ) -> ApiKey | Refusal:
+        """The key the request presents, when it may proceed; else why not (audited).
+
+        Like :meth:`check`, blocking. ``action`` names a refusal in the audit trail
+        (the dashboard's login records ``dashboard.login.failed``).
+        """
         with self._lock:
-            refusal, actor = self._decide(headers, address, role)
+            answer, actor = self._decide(headers, address, role)
             if self.auditor is not None:
-                if refusal is None:
-                    self.auditor.tick()
-                else:
+                if isinstance(answer, Refusal):
                     self.auditor.refused(
-                        refusal.status, actor=actor, target=target, reason=refusal.message
+                        answer.status,
+                        actor=actor,
+                        target=target,
+                        reason=answer.message,
+                        action=action,
                     )
-            return refusal
+                else:
+                    self.auditor.tick()
+            return answer
+
+    def refuse(self, refusal: Refusal, *, address: str, target: str) -> Refusal:
+        """Record a refusal decided elsewhere (a request with no key and no session); returns it."""
+        with self._lock:
+            if self.auditor is not None:
+                self.auditor.refused(
+                    refusal.status,
+                    actor=f"address:{address}",
+                    target=target,
+                    reason=refusal.message,
+                )
+        return refusal
+
+    def key(self, key_id: str) -> ApiKey | None:
+        """The record of ``key_id`` as the store has it now (revoked or not), or None."""
+        with self._lock:
+            return self.store.get(key_id)
 
     def _decide(
         self, headers: Mapping[str, str], address: str, role: Role
-    ) -> tuple[Refusal | None, str]:
+    ) -> tuple[ApiKey | Refusal, str]:
         actor = f"address:{address}"
         wait = self.per_address.check(address)
         if wait:
@@ -148,7 +205,7 @@ class IngestGuard:
         wait = self.per_key.check(key.key_id)
         if wait:
             return self._too_many(wait, "rate limit of this API key exceeded"), actor
-        return None, actor
+        return key, actor
 
     @staticmethod
     def _too_many(wait_s: float, message: str) -> Refusal:

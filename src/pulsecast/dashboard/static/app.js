@@ -5,6 +5,7 @@ const CONFIG = JSON.parse(document.getElementById("config").textContent);
 const view = { stream: CONFIG.stream, since: "24h", key: "", metric: "" };
 const PLOT_CONFIG = { responsive: true, displaylogo: false, modeBarButtonsToRemove: ["lasso2d", "select2d"] };
 let timer = null;
+let loggedOut = false;
 
 const $ = (id) => document.getElementById(id);
 
@@ -20,9 +21,18 @@ function when(iso) { return iso ? iso.replace("T", " ").slice(0, 16) : ""; }
 async function get(path, params = {}) {
   const query = new URLSearchParams({ stream: view.stream, ...params });
   const response = await fetch(`/api/${path}?${query}`, { cache: "no-store" });
+  if (response.status === 401) { sessionEnded(); throw new Error("session ended: log in again"); }
   const body = await response.json();
-  if (!response.ok) throw new Error(body.detail || `HTTP ${response.status}`);
+  if (!response.ok) throw new Error(body.detail || body.error || `HTTP ${response.status}`);
   return body;
+}
+
+// The login expired or was ended (logout, a revoked key): stop polling, show the login page.
+function sessionEnded() {
+  if (loggedOut) return;
+  loggedOut = true;
+  clearTimeout(timer);
+  window.location.assign("/login?expired");
 }
 
 function notice(id, panel) {
@@ -169,6 +179,7 @@ async function refresh() {
   clearTimeout(timer);
   const started = performance.now();
   const results = await Promise.allSettled([overview(), lag(), entity(), alerts(), models(), quality()]);
+  if (loggedOut) return;
   const failed = results.filter((r) => r.status === "rejected");
   const status = $("status");
   const stamp = new Date().toISOString().slice(11, 19);
