@@ -267,7 +267,11 @@ def _audit(settings: Settings) -> Finding:
     if not result.ok:
         line, problem = result.problems[0]
         return Finding("audit trail", "fail", f"chain broken at line {line}: {problem}")
-    return Finding("audit trail", "ok", f"{result.records} record(s), chain intact")
+    if result.keyed:
+        keyed = "keyed with the keystore's audit key (HMAC-SHA256)"
+    else:
+        keyed = "not keyed (secure mode keys it with the keystore)"
+    return Finding("audit trail", "ok", f"{result.records} record(s), chain intact, {keyed}")
 
 
 def security_check(settings: Settings, *, now: datetime | None = None) -> list[Finding]:
