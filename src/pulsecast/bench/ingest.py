@@ -52,7 +52,7 @@ from pulsecast.bus.producer import EventProducer
 from pulsecast.bus.topics import TopicSpec, topic_name
 from pulsecast.config import Settings
 from pulsecast.events.schema import SchemaRegistry
-from pulsecast.security._files import security_dir
+from pulsecast.security import security_dir
 from pulsecast.security.apikeys import ApiKeyStore
 from pulsecast.security.mode import ENV_SWITCH
 from pulsecast.security.tls import http_verify

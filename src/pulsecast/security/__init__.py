@@ -7,6 +7,8 @@ and HTTP), is in docs/security.md.
 
 from __future__ import annotations
 
+from pulsecast.security._files import security_dir as security_dir
+from pulsecast.security._files import write_private as write_private
 from pulsecast.security.errors import (
     AuditError as AuditError,
 )
@@ -33,4 +35,6 @@ __all__ = [
     "SecurityError",
     "UnknownApiKeyError",
     "UnwrapError",
+    "security_dir",
+    "write_private",
 ]

@@ -1,4 +1,10 @@
-"""Owner-only files and folders, written atomically (private helpers of the security package)."""
+"""Owner-only files and folders, written atomically.
+
+:func:`security_dir` and :func:`write_private` are public as
+``pulsecast.security.security_dir`` and ``pulsecast.security.write_private``,
+for the stages that keep files in the security folder (Kafka's SCRAM
+passwords, the warehouse's role passwords).
+"""
 
 from __future__ import annotations
 

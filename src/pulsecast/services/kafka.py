@@ -30,7 +30,7 @@ import uuid
 from pathlib import Path
 
 from pulsecast.config import Settings
-from pulsecast.security._files import security_dir, write_private
+from pulsecast.security import security_dir, write_private
 from pulsecast.security.certs import leaf_dir
 from pulsecast.security.kafka_acl import (
     BROKER_PRINCIPAL,

@@ -28,7 +28,7 @@ import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pulsecast.security._files import security_dir
+from pulsecast.security import security_dir
 from pulsecast.security.tls import truststore
 
 if TYPE_CHECKING:
