@@ -127,6 +127,7 @@ class EventProducer:
             }
         )
         self._calls = 0
+        self._closed = False
 
     def _count(self, err: KafkaError | None, _msg: Message) -> None:
         if err is not None:
@@ -287,8 +288,23 @@ class EventProducer:
             raise ProduceError(remaining + self.delivery_errors, self.first_error)
 
     def close(self, timeout_s: float = 60.0) -> None:
-        """Flush and release the producer."""
-        self.flush(timeout_s)
+        """Flush, then shut the client down (its threads stop reconnecting); idempotent.
+
+        Raises:
+            ProduceError: Like :meth:`flush`; the client is shut down all the same.
+        """
+        if self._closed:
+            return
+        try:
+            self.flush(timeout_s)
+        finally:
+            self._shut()
+
+    def _shut(self) -> None:
+        self._closed = True
+        # Drops only what flush could not deliver (already reported), so close cannot block.
+        self._producer.purge()
+        self._producer.close()
 
     def __enter__(self) -> EventProducer:
         return self
@@ -296,5 +312,6 @@ class EventProducer:
     def __exit__(self, *exc: object) -> None:
         if exc[0] is None:
             self.close()
-        else:
+        elif not self._closed:
             self._producer.flush(10)
+            self._shut()

@@ -1,7 +1,14 @@
 from __future__ import annotations
 
+import os
+import socket
+import time
+
+import pytest
+
 from pulsecast.bus.clients import consumer_config, producer_config
-from pulsecast.bus.producer import _chunks, _raw_of
+from pulsecast.bus.errors import ProduceError
+from pulsecast.bus.producer import EventProducer, _chunks, _raw_of
 from pulsecast.bus.topics import topic_name, topic_specs
 from pulsecast.testing import settings_for
 
@@ -55,3 +62,26 @@ def test_raw_of_keeps_bytes_and_encodes_objects() -> None:
     assert _raw_of(b"\x00raw") == b"\x00raw"
     assert _raw_of({"a": 1}) == b'{"a":1}'
     assert _raw_of({"a": object()}).startswith(b"{'a': <object")
+
+
+def _threads() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+def test_producer_close_stops_the_client_even_when_the_broker_is_gone(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    before = _threads()
+    producer = EventProducer(settings_for(tmp_path, kafka={"port": port}))
+    producer.produce_raw("telemetry.events", b"{}", "k")
+    assert _threads() > before  # librdkafka's threads, reconnecting
+    started = time.monotonic()
+    with pytest.raises(ProduceError):
+        producer.close(timeout_s=0.5)
+    assert time.monotonic() - started < 10
+    deadline = time.monotonic() + 5
+    while _threads() > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _threads() == before
+    producer.close()  # idempotent: nothing left to flush or raise
