@@ -6,9 +6,12 @@ advancing at 10,000 events/s) into a topic of its own (once; reruns reuse it),
 then runs the job's batch writer over consecutive slices of that topic on a
 fresh lake, as the streaming query would, and prints each batch's time. The
 writer logs every batch's step times at INFO (watermark, parse, dlq, silver,
-gold, warehouse, final, bronze). The first batches include the JVM's warm-up.
+gold, warehouse, final, bronze); this script adds how many Spark jobs each
+batch ran, the CPU time the driver's JVM and Python spent on it (steadier
+than wall time on a shared machine) and how many classes Spark's code
+generation compiled for it, and in what time. The first batches include the JVM's warm-up.
 
-    .venv/bin/python benchmarks/profile_stream_batch.py [--per-batch N] [--batches B]
+    .venv/bin/python benchmarks/profile_stream_batch.py [--per-batch N] [--batches B] [--only K]
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import logging
 import tempfile
 import time
 
+import psutil
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -51,6 +55,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-batch", type=int, default=20_000, help="records per batch")
     parser.add_argument("--batches", type=int, default=12, help="batches to run")
+    parser.add_argument(
+        "--only", type=int, default=None, help="stop after this many batches (same slices)"
+    )
     args = parser.parse_args()
     settings = load_settings()
     bootstrap = settings.kafka.bootstrap
@@ -71,8 +78,14 @@ def main() -> None:
     warehouse.migrate()
     writer = BatchWriter(spark, profiled, "telemetry", warehouse=warehouse)
     writer.ensure_tables()
+    tracker = spark.sparkContext.statusTracker()
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None  # noqa: S101 (a live session has one)
+    processes = [psutil.Process(jvm.java.lang.ProcessHandle.current().pid()), psutil.Process()]
+    compilations = jvm.org.apache.spark.metrics.source.CodegenMetrics.METRIC_COMPILATION_TIME()
+    codegen = jvm.org.apache.spark.sql.catalyst.expressions.codegen.CodeGenerator
     n = args.batches
-    for batch in range(n):
+    for batch in range(n if args.only is None else min(args.only, n)):
         offsets = [
             {topic: {str(p): end * (batch + k) // n for p, end in ends.items()}} for k in (0, 1)
         ]
@@ -84,9 +97,23 @@ def main() -> None:
             .option("endingOffsets", json.dumps(offsets[1]))
             .load()
         )
+        group = f"profile-{topic}-{batch}"
+        spark.sparkContext.setJobGroup(group, f"batch {batch}")
+        compiled = compilations.getCount()
+        compiling = codegen.compileTime()
+        cpu = sum(sum(p.cpu_times()[:2]) for p in processes)
         started = time.monotonic()
         writer(raw, batch)
-        print(f"batch {batch}: {time.monotonic() - started:.2f} s", flush=True)
+        elapsed = time.monotonic() - started
+        cpu = sum(sum(p.cpu_times()[:2]) for p in processes) - cpu
+        jobs = len(tracker.getJobIdsForGroup(group))
+        compiled = compilations.getCount() - compiled
+        compiling = (codegen.compileTime() - compiling) / 1e9
+        print(
+            f"batch {batch}: {elapsed:.2f} s, cpu {cpu:.2f} s, {jobs} Spark jobs, "
+            f"{compiled} classes compiled in {compiling:.2f} s",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -75,6 +75,7 @@ from pulsecast.stream.retrain import Retrainer
 from pulsecast.stream.scoring import ScoreWriter, ensure_scores_table, start_scoring
 from pulsecast.stream.transforms import (
     bronze_rows,
+    bronze_rows_of_parsed,
     dead_letter_rows,
     pane_partials,
     pane_seconds,
@@ -96,6 +97,10 @@ __all__ = ["BatchTimes", "BatchWriter", "JobStats", "StreamJob"]
 log = logging.getLogger(__name__)
 
 _EPOCH = datetime(1970, 1, 1)
+#: Up to this many events, a batch's pane partials are aggregated in one
+#: partition: no shuffle (a Spark job and a stage less, hundreds of milliseconds
+#: on 2 cores). Larger batches (a cluster's) keep Spark's parallel aggregation.
+_ONE_PARTITION_EVENTS = 500_000
 
 
 @dataclass(frozen=True)
@@ -253,43 +258,49 @@ class BatchWriter:
         started = time.monotonic()
         started_at = time.time()
         with self.lock:
-            batch = batch.persist()
-            cached: list[DataFrame] = [batch]
+            cached: list[DataFrame] = []
             try:
                 watermark = self.watermark(batch_id)
                 marks = [("watermark", time.monotonic())]
-                parsed = self._judge(parse_events(batch, self.stream, self.spec), watermark)
-                parsed = parsed.persist()
+                carry = tuple(c for c in ("topic", "headers") if c in batch.columns)
+                # Cached before the watermark's judgement: a plan with no value that
+                # changes per batch, so Spark compiles its code once, not every batch.
+                parsed = parse_events(batch, self.stream, self.spec, carry=carry).persist()
                 cached.append(parsed)
-                # One pass: counts per reason and the valid events' newest time.
-                summary = (
-                    parsed.groupBy("reason")
-                    .agg(
-                        F.count(F.lit(1)),
-                        F.max("event_time"),
-                        F.min("ingest_time"),
-                        F.max("ingest_time"),
-                    )
-                    .collect()
-                )
-                counts = {r[0]: r[1] for r in summary}
-                records = sum(counts.values())
+                judged = self._judge(parsed, watermark)
+                # One pass (it fills the cache): every record's verdict, id and times,
+                # for the counts per reason, the newest event time and silver's ids.
+                verdicts = judged.select("reason", "event_id", "event_time", "ingest_time")
+                verdict = verdicts.toArrow()
+                records = verdict.num_rows
                 if records == 0:
                     return
-                valid_count = counts.pop(None, 0)
+                is_valid = pc.is_null(verdict["reason"])
+                accepted = verdict.filter(is_valid)
+                valid_count = accepted.num_rows
+                rejected = pc.value_counts(verdict["reason"].filter(pc.invert(is_valid)))
+                counts = {r["values"]: r["counts"] for r in rejected.to_pylist()}
                 marks.append(("parse", time.monotonic()))
                 if counts:
-                    self._dead_letters(parsed.where(F.col("reason").isNotNull()))
+                    self._dead_letters(judged.where(F.col("reason").isNotNull()))
                     marks.append(("dlq", time.monotonic()))
+                ingested: list[datetime] = []
                 if valid_count:
-                    newest = next(r[2] for r in summary if r[0] is None)
-                    if self._max_event_time is None or newest > self._max_event_time:
+                    newest = _local(pc.max(accepted["event_time"]).as_py())
+                    if newest is not None and (
+                        self._max_event_time is None or newest > self._max_event_time
+                    ):
                         self._max_event_time = newest
-                    valid = parsed.where(F.col("reason").isNull())
-                    rows, fresh = self._silver(valid, batch_id, watermark)
+                    ingest = pc.min_max(accepted["ingest_time"]).as_py()
+                    ingested = [t for t in (ingest["min"], ingest["max"]) if t is not None]
+                    ids = accepted.select(["event_id", "event_time"])
+                    if pc.count_distinct(ids["event_id"]).as_py() < valid_count:
+                        ids = None  # the batch repeats an event id: Spark keeps one of each
+                    valid = judged.where(F.col("reason").isNull())
+                    rows, fresh = self._silver(valid, batch_id, watermark, ids)
                     cached.append(rows)
                     marks.append(("silver", time.monotonic()))
-                    gold = self._gold(fresh, batch_id, watermark)
+                    gold = self._gold(fresh, batch_id, watermark, events=valid_count)
                     marks.append(("gold", time.monotonic()))
                     gold_at = time.time()
                     if self.warehouse is not None:
@@ -302,9 +313,8 @@ class BatchWriter:
                 self._finalize()
                 marks.append(("final", time.monotonic()))
                 # Last, so it does not delay gold: bronze is for replay and audit.
-                self._append(
-                    bronze_rows(batch), "bronze", self.tables.bronze(self.stream), batch_id
-                )
+                bronze = bronze_rows_of_parsed(parsed) if "topic" in carry else bronze_rows(batch)
+                self._append(bronze, "bronze", self.tables.bronze(self.stream), batch_id)
                 marks.append(("bronze", time.monotonic()))
                 self.stats.recent.append(
                     BatchTimes(batch_id, records, started_at, gold_at, time.time())
@@ -313,7 +323,6 @@ class BatchWriter:
                 self.stats.records += records
                 self.stats.valid += valid_count
                 self.stats.rejected.update(counts)
-                ingested = [t for r in summary if r[0] is None for t in r[3:5] if t is not None]
                 record_batch(
                     self.stream,
                     records=records,
@@ -329,7 +338,7 @@ class BatchWriter:
                         marks, [("", started), *marks[:-1]], strict=True
                     )
                 )
-                ids, id_count = _correlation_ids(batch)
+                correlation, id_count = _correlation_ids(parsed)
                 log.info(
                     "stream %s batch %s: %s records, %s valid, rejected %s in %.2f s (%s), "
                     "%s correlation ids",
@@ -345,7 +354,7 @@ class BatchWriter:
                         "stream": self.stream,
                         "batch_id": batch_id,
                         "records": records,
-                        "correlation_ids": ",".join(ids),
+                        "correlation_ids": ",".join(correlation),
                         "correlation_id_count": id_count,
                     },
                 )
@@ -411,7 +420,11 @@ class BatchWriter:
         )
 
     def _silver(
-        self, valid: DataFrame, batch_id: int, watermark: datetime | None
+        self,
+        valid: DataFrame,
+        batch_id: int,
+        watermark: datetime | None,
+        ids: pa.Table | None,
     ) -> tuple[DataFrame, DataFrame]:
         """Append the batch's events that no earlier batch wrote.
 
@@ -424,13 +437,24 @@ class BatchWriter:
         replayed batch select the same events; the append itself is
         idempotent per batch id.
 
+        Args:
+            valid: The batch's valid rows.
+            batch_id: The batch.
+            watermark: The watermark it is judged by.
+            ids: The valid rows' ``event_id`` and ``event_time`` when no id
+                repeats among them (the usual case: no deduplication within
+                the batch); None to deduplicate in Spark and read them back.
+
         Returns:
-            The batch's silver rows (persisted: unpersist when done) and the
-            fresh ones among them.
+            The batch's silver rows (maybe persisted: unpersist when done) and
+            the fresh ones among them.
         """
         uri = self.tables.silver(self.stream)
-        rows = silver_rows(valid, self.spec, batch_id).persist()
-        ids = rows.select("event_id", "event_time").toArrow()
+        if ids is None:
+            rows = silver_rows(valid, self.spec, batch_id).persist()
+            ids = rows.select("event_id", "event_time").toArrow()
+        else:
+            rows = silver_rows(valid, self.spec, batch_id, unique=True)
         seen = self._ids_in_memory(uri, batch_id, watermark, ids.schema)
         repeated = pc.is_in(ids["event_id"], value_set=seen["event_id"])
         fresh = rows
@@ -461,7 +485,7 @@ class BatchWriter:
         return self._recent_ids
 
     def _gold(
-        self, fresh: DataFrame, batch_id: int, watermark: datetime | None
+        self, fresh: DataFrame, batch_id: int, watermark: datetime | None, *, events: int
     ) -> list[tuple[Any, ...]]:
         """Append the batch's pane partials, then remerge every window they touch.
 
@@ -475,7 +499,9 @@ class BatchWriter:
 
         Returns the gold rows written (over all windows) as warehouse rows.
         """
-        computed = pane_partials(fresh, self.spec, self.pane_s, batch_id)
+        # At most ``events`` rows: in one partition when few (_ONE_PARTITION_EVENTS).
+        source = fresh.coalesce(1) if events <= _ONE_PARTITION_EVENTS else fresh
+        computed = pane_partials(source, self.spec, self.pane_s, batch_id)
         new = computed.toArrow()
         if new.num_rows == 0:
             return []
@@ -490,7 +516,8 @@ class BatchWriter:
         keys = pc.unique(new["key"])
         pane_starts: list[datetime] = pc.unique(new["pane_start"]).to_pylist()  # UTC
         needed = recent.filter(pc.is_in(recent["key"], value_set=keys))
-        panes = self.spark.createDataFrame(needed, schema=computed.schema)
+        # One partition too: the windows' merge then needs no shuffle either.
+        panes = self.spark.createDataFrame(needed, schema=computed.schema).coalesce(1)
         final_before = self._final_before()
         # Every window the batch touched is rebuilt for every key it touched
         # (a rectangle: each window's rows are then replaced by predicate).
@@ -583,23 +610,24 @@ class BatchWriter:
             return changed
 
 
-def _correlation_ids(batch: DataFrame) -> tuple[list[str], int]:
+def _correlation_ids(parsed: DataFrame) -> tuple[list[str], int]:
     """The distinct correlation ids of a batch's records, in one Spark job.
 
     Read from the Kafka header ``pulsecast-correlation-id`` (the source reads
-    headers); records without one are left out.
+    headers, and :func:`parse_events` carries them as ``kafka_headers``);
+    records without one are left out.
 
     Returns:
         The first :data:`MAX_LOGGED_IDS` ids in sorted order, and how many there are.
     """
-    if "headers" not in batch.columns:  # a source without headers (tests, replays)
+    if "kafka_headers" not in parsed.columns:  # a source without headers (tests, replays)
         return [], 0
     ids = F.transform(
-        F.filter("headers", lambda h: h["key"] == F.lit(CORRELATION_HEADER)),
+        F.filter("kafka_headers", lambda h: h["key"] == F.lit(CORRELATION_HEADER)),
         lambda h: h["value"].cast("string"),
     )
     row = (
-        batch.select(F.explode(ids).alias("id"))
+        parsed.select(F.explode(ids).alias("id"))
         .agg(
             F.count_distinct("id"),
             F.slice(F.sort_array(F.collect_set("id")), 1, MAX_LOGGED_IDS),
@@ -622,6 +650,11 @@ def _trigger_time(query: StreamingQuery) -> float:
 def _nullable(rows: pa.Table) -> pa.Table:
     """``rows`` with every column nullable, as Delta tables made by Spark declare them."""
     return rows.cast(pa.schema([f.with_nullable(True) for f in rows.schema]))
+
+
+def _local(moment: datetime | None) -> datetime | None:
+    """An instant (as Arrow gives it) as a naive local time, as Spark's Python rows give it."""
+    return None if moment is None else moment.astimezone().replace(tzinfo=None)
 
 
 def _instant(moment: datetime) -> pa.Scalar:

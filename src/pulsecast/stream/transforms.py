@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "bronze_rows",
+    "bronze_rows_of_parsed",
     "dead_letter_rows",
     "numeric_fields",
     "pane_partials",
@@ -136,7 +137,9 @@ def _first(checks: list[tuple[Column, Column]]) -> Column:
     return expr
 
 
-def parse_events(raw: DataFrame, stream: str, spec: StreamSpec) -> DataFrame:
+def parse_events(
+    raw: DataFrame, stream: str, spec: StreamSpec, *, carry: tuple[str, ...] = ()
+) -> DataFrame:
     """Parse Kafka records of ``<stream>.events`` and judge each one.
 
     Args:
@@ -144,6 +147,8 @@ def parse_events(raw: DataFrame, stream: str, spec: StreamSpec) -> DataFrame:
             ``offset``, ``timestamp``).
         stream: The stream's name.
         spec: Its declared schema.
+        carry: Other Kafka columns to keep, each as ``kafka_<name>`` (``topic``
+            for :func:`bronze_rows_of_parsed`, ``headers``).
 
     Returns:
         One row per record: the record as received (``raw_value``) and Kafka
@@ -151,12 +156,14 @@ def parse_events(raw: DataFrame, stream: str, spec: StreamSpec) -> DataFrame:
         ``ingest_time``), the payload fields as typed columns, and
         ``reason``/``field``/``message`` (null when valid).
     """
+    carried = [f"kafka_{name}" for name in carry]
     parsed = raw.select(
         F.col("key").cast("string").alias("kafka_key"),
         F.col("value").alias("raw_value"),  # a payload field may be called value
         F.col("partition"),
         F.col("offset"),
         F.col("timestamp").alias("kafka_timestamp"),
+        *[F.col(name).alias(alias) for name, alias in zip(carry, carried, strict=True)],
         F.from_json(
             F.col("value").cast("string"),
             _schema(spec, typed=True),
@@ -239,6 +246,7 @@ def parse_events(raw: DataFrame, stream: str, spec: StreamSpec) -> DataFrame:
         "partition",
         "offset",
         "kafka_timestamp",
+        *carried,
         F.coalesce(F.col("j.event_id"), F.sha2(F.col("raw_value"), 256)).alias("event_id"),
         key_value.alias("key"),
         F.try_to_timestamp(envelope_time).alias("event_time"),
@@ -280,9 +288,37 @@ def bronze_rows(raw: DataFrame) -> DataFrame:
     )
 
 
-def silver_rows(valid: DataFrame, spec: StreamSpec, batch_id: int) -> DataFrame:
-    """Validated, typed events, one per event id, with their partition columns."""
-    return valid.dropDuplicates(["event_id"]).select(
+def bronze_rows_of_parsed(parsed: DataFrame) -> DataFrame:
+    """:func:`bronze_rows` of the records :func:`parse_events` parsed (carrying ``topic``).
+
+    The same rows as ``bronze_rows(raw)``, from a parse the job keeps in
+    memory: writing bronze then reads no Kafka record twice.
+    """
+    return parsed.select(
+        F.col("kafka_key").alias("key"),
+        F.col("raw_value").alias("value"),
+        F.col("kafka_topic").alias("topic"),
+        F.col("partition"),
+        F.col("offset"),
+        F.col("kafka_timestamp"),
+        F.to_date(F.col("kafka_timestamp")).alias("ingest_date"),
+    )
+
+
+def silver_rows(
+    valid: DataFrame, spec: StreamSpec, batch_id: int, *, unique: bool = False
+) -> DataFrame:
+    """Validated, typed events, one per event id, with their partition columns.
+
+    Args:
+        valid: Valid rows of :func:`parse_events`.
+        spec: The stream's schema.
+        batch_id: The micro-batch they come from.
+        unique: The caller knows no event id repeats in ``valid``: skip the
+            deduplication (a shuffle).
+    """
+    events = valid if unique else valid.dropDuplicates(["event_id"])
+    return events.select(
         "event_id",
         "key",
         "event_time",

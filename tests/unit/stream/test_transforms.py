@@ -12,6 +12,7 @@ from pulsecast.config import Settings, WindowSpec
 from pulsecast.stream.session import spark_conf
 from pulsecast.stream.transforms import (
     bronze_rows,
+    bronze_rows_of_parsed,
     dead_letter_rows,
     pane_partials,
     pane_seconds,
@@ -175,6 +176,33 @@ def test_bronze_keeps_the_record_as_received(spark: SparkSession) -> None:
     assert row["value"] == bytearray(b"not json")
     assert row["ingest_date"].isoformat() == "2026-05-01"
     assert (row["topic"], row["partition"], row["offset"]) == ("telemetry.events", 0, 0)
+
+
+def test_bronze_of_the_parse_equals_bronze_of_the_records(spark: SparkSession, telemetry) -> None:  # type: ignore[no-untyped-def]
+    raw = kafka_rows(spark, [event(), "not json", event(p_cpu_util=500.0)])
+    parsed = parse_events(raw, "telemetry", telemetry, carry=("topic",))
+    assert bronze_rows_of_parsed(parsed).collect() == bronze_rows(raw).collect()
+
+
+def test_parse_events_carries_kafka_columns_under_their_own_names(spark: SparkSession) -> None:
+    series = Settings().streams["series"]  # a payload field called value
+    record = {
+        "event_id": "s1",
+        "event_time": "2014-04-01T00:00:00Z",
+        "payload": {"series_id": "speed_7578", "value": 12.5},
+    }
+    raw = kafka_rows(spark, [json.dumps(record)])
+    row = parse_events(raw, "series", series, carry=("topic",)).first()
+    assert (row["kafka_topic"], row["value"]) == ("telemetry.events", 12.5)
+
+
+def test_silver_rows_of_unique_events_keep_every_row(spark: SparkSession, telemetry) -> None:  # type: ignore[no-untyped-def]
+    values = [event(), event(event_id="e2", event_time="2026-05-01T13:05:00Z")]
+    parsed = parse_events(kafka_rows(spark, values), "telemetry", telemetry)
+    unique = silver_rows(parsed, telemetry, batch_id=7, unique=True).orderBy("event_id")
+    assert (
+        unique.collect() == silver_rows(parsed, telemetry, batch_id=7).orderBy("event_id").collect()
+    )
 
 
 def test_dead_letters_carry_reason_headers(spark: SparkSession, telemetry) -> None:  # type: ignore[no-untyped-def]
