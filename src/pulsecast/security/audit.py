@@ -6,20 +6,9 @@ canonical JSON without ``hash``, and ``prev`` the hash of the line before
 (64 zeros for the first). Editing, deleting, inserting or reordering lines
 breaks the chain at a line :func:`verify` names; ``audit.head`` (the last
 sequence number and hash, rewritten after every append) also reveals lines cut
-from the end.
-
-In secure mode the chain is keyed: each record also carries ``mac``, an
-HMAC-SHA256 of its hash with the keystore's data key ``audit`` (created on
-the first keyed append, stored wrapped by the master key), and so does the
-head. A hash covers the whole chain before it, so whoever rewrites the
-history and recomputes the hashes, without the key, leaves MACs that do not
-match; stripping them is seen too (a record without a MAC after keyed ones,
-or an audit key in the keystore and no keyed record). This protects against
-someone who can write the security folder but cannot read the master key:
-keep it out of the data folder (``security.master_key`` from the
-environment) for that. A head saved earlier and put back, with the records
-after it cut, still goes unseen: shipping records off the machine is the
-next step (docs/security.md).
+from the end. The chain is not keyed: someone able to rewrite the file *and*
+the head can forge a consistent history; shipping records off the machine (or
+keying the chain with the keystore) is the next step, see docs/security.md.
 
 Appends from several processes are serialised with an exclusive ``flock`` on
 the log. Actions recorded: ``security.*`` (init, rotate, API keys),
@@ -33,7 +22,6 @@ from __future__ import annotations
 import fcntl
 import getpass
 import hashlib
-import hmac
 import json
 import logging
 import os
@@ -46,14 +34,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from pulsecast.security._files import private_dir, security_dir, write_private
-from pulsecast.security.errors import AuditError, KeystoreError, UnwrapError
-from pulsecast.security.keys import LocalKeystore, keystore_for
+from pulsecast.security.errors import AuditError
 
 if TYPE_CHECKING:
     from pulsecast.config import Settings
 
 __all__ = [
-    "AUDIT_KEY",
     "GENESIS",
     "AuditLog",
     "RefusalAuditor",
@@ -66,14 +52,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 GENESIS = "0" * 64
-#: The keystore's data key that keys the chain (secure mode).
-AUDIT_KEY = "audit"
 _FIELDS = ("seq", "time", "actor", "action", "target", "details", "prev")
-
-
-def _mac(key: bytes, *parts: object) -> str:
-    message = ":".join(str(p) for p in parts).encode()
-    return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
 def _digest(rec: dict[str, Any]) -> str:
@@ -97,8 +76,6 @@ class Verification:
 
     records: int = 0
     problems: list[tuple[int, str]] = field(default_factory=list)
-    #: Whether the records' MACs were checked with the audit key.
-    keyed: bool = False
 
     @property
     def ok(self) -> bool:
@@ -112,36 +89,12 @@ class AuditLog:
     Args:
         path: The JSON Lines file; its folder is created ``0700``, the file ``0600``.
         clock: Wall-clock time for records; tests inject theirs.
-        keystore: Keys the chain with its data key :data:`AUDIT_KEY` (None: not keyed).
     """
 
-    def __init__(
-        self,
-        path: Path,
-        *,
-        clock: Callable[[], datetime] | None = None,
-        keystore: LocalKeystore | None = None,
-    ) -> None:
+    def __init__(self, path: Path, *, clock: Callable[[], datetime] | None = None) -> None:
         self.path = path
         self.head_path = path.with_name(path.name + ".head")
         self.clock = clock or (lambda: datetime.now(UTC))
-        self.keystore = keystore
-
-    def _key(self, *, create: bool) -> bytes | None:
-        """The audit key; None when not keyed (or, unless ``create``, not made yet).
-
-        Raises:
-            AuditError: The keystore cannot give it.
-        """
-        if self.keystore is None:
-            return None
-        try:
-            if not create and AUDIT_KEY not in self.keystore.names():
-                return None
-            return self.keystore.data_key(AUDIT_KEY)
-        except (KeystoreError, UnwrapError, OSError) as exc:
-            msg = f"cannot read the audit key from the keystore: {exc}"
-            raise AuditError(msg) from exc
 
     @staticmethod
     def _last_line(fh: BinaryIO) -> bytes | None:
@@ -171,7 +124,6 @@ class AuditLog:
         Raises:
             AuditError: The log cannot be written, or its last line is not a record.
         """
-        key = self._key(create=True)
         private_dir(self.path.parent)
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
@@ -201,15 +153,13 @@ class AuditLog:
                     "prev": prev,
                 }
                 rec["hash"] = _digest(rec)
-                head: dict[str, Any] = {"seq": seq, "hash": rec["hash"]}
-                if key is not None:
-                    rec["mac"] = _mac(key, "record", rec["hash"])
-                    head["mac"] = _mac(key, "head", seq, rec["hash"])
                 line = json.dumps(rec, sort_keys=True, ensure_ascii=False) + "\n"
                 fh.write(line.encode())
                 fh.flush()
                 os.fsync(fh.fileno())
-                write_private(self.head_path, json.dumps(head).encode())
+                write_private(
+                    self.head_path, json.dumps({"seq": seq, "hash": rec["hash"]}).encode()
+                )
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
         return rec
@@ -230,45 +180,23 @@ class AuditLog:
     def verify(self) -> Verification:
         """Check the chain line by line and against the head file.
 
-        With the audit key (keyed log, the key in the keystore), each record's
-        MAC is checked too, from the first keyed record on.
-
         Returns:
             How many records were read and the problems found, each with its line
             number (the first break only: what follows it cannot be trusted either).
         """
         result = Verification()
-        try:
-            key = self._key(create=False)
-        except AuditError as exc:
-            result.problems.append((1, str(exc)))
-            return result
-        result.keyed = key is not None
-        prev, expected_seq, keyed_from = GENESIS, 1, 0
+        prev, expected_seq = GENESIS, 1
         if self.path.is_file():
             with self.path.open("rb") as fh:
                 for number, raw in enumerate(fh, start=1):
                     problem = self._check_line(raw, prev, expected_seq)
-                    rec = json.loads(raw) if problem is None else {}
-                    if problem is None and "mac" in rec:
-                        keyed_from = keyed_from or number
-                        if key is not None and not hmac.compare_digest(
-                            str(rec["mac"]), _mac(key, "record", rec["hash"])
-                        ):
-                            problem = "MAC does not match: rewritten without the audit key"
-                    elif problem is None and keyed_from and key is not None:
-                        problem = "no MAC after keyed records: stripped, or written in plain mode"
                     if problem:
                         result.problems.append((number, problem))
                         return result
+                    rec = json.loads(raw)
                     prev, expected_seq = rec["hash"], rec["seq"] + 1
                     result.records += 1
-        if key is not None and result.records and not keyed_from:
-            result.problems.append(
-                (1, "the keystore has an audit key but no record a MAC: stripped")
-            )
-            return result
-        problem = self._check_head(prev, expected_seq - 1, key if keyed_from else None)
+        problem = self._check_head(prev, expected_seq - 1)
         if problem:
             result.problems.append((result.records + 1 if result.records else 1, problem))
         return result
@@ -294,7 +222,7 @@ class AuditLog:
             return "chain broken: prev is not the hash of the line before (inserted or replaced)"
         return None
 
-    def _check_head(self, last_hash: str, last_seq: int, key: bytes | None) -> str | None:
+    def _check_head(self, last_hash: str, last_seq: int) -> str | None:
         if not self.head_path.is_file():
             if last_seq > 0:
                 return "head file missing: the end of the log cannot be checked"
@@ -308,20 +236,12 @@ class AuditLog:
             return f"log ends at sequence {last_seq} but {head_seq} was written: records cut off"
         if head_seq != last_seq or head_hash != last_hash:
             return "last record does not match the head file (appended outside pulsecast)"
-        if key is not None and not hmac.compare_digest(
-            str(head.get("mac")), _mac(key, "head", head_seq, head_hash)
-        ):
-            return "head file's MAC does not match: rewritten without the audit key"
         return None
 
 
 def audit_log(settings: Settings) -> AuditLog:
-    """The audit log of these settings: ``<security dir>/audit/audit.jsonl``.
-
-    Keyed with the keystore's audit key in secure mode (``security.enabled``).
-    """
-    keystore = keystore_for(settings) if settings.security.enabled else None
-    return AuditLog(security_dir(settings) / "audit" / "audit.jsonl", keystore=keystore)
+    """The audit log of these settings: ``<security dir>/audit/audit.jsonl``."""
+    return AuditLog(security_dir(settings) / "audit" / "audit.jsonl")
 
 
 def record(

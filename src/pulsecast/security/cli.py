@@ -216,8 +216,7 @@ def audit_verify(ctx: typer.Context) -> None:
     log = audit_log(_settings(ctx))
     result = log.verify()
     if result.ok:
-        keyed = ", keyed (HMAC-SHA256, the keystore's audit key)" if result.keyed else ""
-        _say(f"{log.path}: {result.records} record(s), chain intact{keyed}")
+        _say(f"{log.path}: {result.records} record(s), chain intact")
         return
     line, problem = result.problems[0]
     _say(f"{log.path}: line {line}: {problem}")

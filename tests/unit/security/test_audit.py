@@ -9,16 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pulsecast.security.audit import (
-    AUDIT_KEY,
-    GENESIS,
-    AuditLog,
-    RefusalAuditor,
-    _digest,
-    audit_log,
-    record,
-)
-from pulsecast.security.keys import keystore_for
+from pulsecast.security.audit import GENESIS, AuditLog, RefusalAuditor, audit_log, record
 from pulsecast.testing import settings_for
 
 
@@ -187,73 +178,3 @@ def test_audit_refusals_are_aggregated_per_minute(tmp_path: Path) -> None:
     auditor.refused(403, actor="apikey:abc", target="telemetry", reason="r")
     assert list(log.records())[-1]["details"] == {"status": 403, "reason": "r"}
     assert log.verify().ok
-
-
-# -- the keyed chain (secure mode) -----------------------------------------------------------
-
-
-def keyed(tmp_path: Path, count: int = 4) -> AuditLog:
-    settings = settings_for(tmp_path, security={"enabled": True})
-    log = audit_log(settings)
-    for i in range(count):
-        log.append("topic.create", f"t{i}.events", actor="tester", details={"i": i})
-    return log
-
-
-def forge(log: AuditLog, edit: dict[str, object], *, at: int, strip: bool = False) -> None:
-    """Rewrite record ``at`` (0-based) and recompute every hash after it, without the key."""
-    records = [json.loads(x) for x in lines(log)]
-    records[at].update(edit)
-    prev = records[at - 1]["hash"] if at else GENESIS
-    for rec in records[at:]:
-        rec["prev"] = prev
-        rec["hash"] = _digest(rec)
-        prev = rec["hash"]
-    for rec in records if strip else []:
-        rec.pop("mac", None)
-    rewrite(log, [json.dumps(r, sort_keys=True) + "\n" for r in records])
-    log.head_path.write_text(json.dumps({"seq": records[-1]["seq"], "hash": prev}))
-
-
-def test_audit_secure_mode_keys_every_record_and_the_head(tmp_path: Path) -> None:
-    log = keyed(tmp_path)
-    records = list(log.records())
-    assert all(len(r["mac"]) == 64 for r in records)
-    assert "mac" in json.loads(log.head_path.read_text())
-    assert AUDIT_KEY in keystore_for(settings_for(tmp_path, security={"enabled": True})).names()
-    result = log.verify()
-    assert result.ok and result.keyed and result.records == 4
-    # Plain mode neither keys nor checks.
-    plain = filled(tmp_path / "plain.jsonl")
-    assert "mac" not in next(plain.records()) and not plain.verify().keyed
-
-
-def test_audit_keyed_chain_catches_a_history_rewritten_without_the_key(tmp_path: Path) -> None:
-    log = keyed(tmp_path)
-    forge(log, {"details": {"i": 99}}, at=1)
-    # The hashes are consistent again: an unkeyed check sees nothing...
-    assert AuditLog(log.path).verify().ok
-    # ...the key does.
-    assert problem(log) == (2, "MAC does not match: rewritten without the audit key")
-
-
-def test_audit_keyed_chain_catches_stripped_macs(tmp_path: Path) -> None:
-    log = keyed(tmp_path)
-    forge(log, {"details": {"i": 99}}, at=1, strip=True)
-    assert problem(log) == (1, "the keystore has an audit key but no record a MAC: stripped")
-    log = keyed(tmp_path / "other", count=3)
-    text = lines(log)
-    last = json.loads(text[-1])
-    del last["mac"]
-    rewrite(log, [*text[:-1], json.dumps(last, sort_keys=True) + "\n"])
-    assert problem(log) == (3, "no MAC after keyed records: stripped, or written in plain mode")
-
-
-def test_audit_keyed_head_catches_a_cut_end_with_a_forged_head(tmp_path: Path) -> None:
-    log = keyed(tmp_path)
-    text = lines(log)
-    rewrite(log, text[:-1])
-    last = json.loads(text[-2])
-    log.head_path.write_text(json.dumps({"seq": last["seq"], "hash": last["hash"]}))
-    assert AuditLog(log.path).verify().ok  # unkeyed: a consistent, shorter history
-    assert problem(log) == (4, "head file's MAC does not match: rewritten without the audit key")
