@@ -36,7 +36,13 @@ from pulsecast.config import Settings
 if TYPE_CHECKING:
     import duckdb
 
-__all__ = ["PARTITION_TYPES", "READER_FEATURES", "is_schema_mismatch", "parquet_view_sql"]
+__all__ = [
+    "PARTITION_TYPES",
+    "READER_FEATURES",
+    "is_schema_mismatch",
+    "parquet_view_sql",
+    "quote_identifier",
+]
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +65,8 @@ def is_schema_mismatch(exc: BaseException) -> bool:
     return "schema mismatch" in str(exc)
 
 
-def _quote(identifier: str) -> str:
+def quote_identifier(identifier: str) -> str:
+    """``identifier`` as a quoted SQL identifier."""
     return '"' + identifier.replace('"', '""') + '"'
 
 
@@ -151,12 +158,14 @@ def parquet_view_sql(
             log.info("%s: the newest file has no column %s; reading it through Arrow", name, column)
             return None
         if str(found[column]) == str(kind):
-            columns.append(_quote(column))
+            columns.append(quote_identifier(column))
         else:
-            columns.append(f"CAST({_quote(column)} AS {kind}) AS {_quote(column)}")
+            columns.append(
+                f"CAST({quote_identifier(column)} AS {kind}) AS {quote_identifier(column)}"
+            )
     # Every name is quoted and every path a quoted literal.
     select = f"SELECT {', '.join(columns)} FROM {source}"  # noqa: S608
-    return f"CREATE OR REPLACE TEMP VIEW {_quote(name)} AS {select}"
+    return f"CREATE OR REPLACE TEMP VIEW {quote_identifier(name)} AS {select}"
 
 
 def _describe(con: duckdb.DuckDBPyConnection, source: str) -> tuple[list[str], list[str]]:

@@ -37,7 +37,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pulsecast.analytics.errors import MissingTableError, QueryError
-from pulsecast.analytics.parquet_scan import is_schema_mismatch, parquet_view_sql
+from pulsecast.analytics.parquet_scan import is_schema_mismatch, parquet_view_sql, quote_identifier
 from pulsecast.config import Settings
 from pulsecast.lake.tables import LakeTables
 
@@ -300,21 +300,26 @@ class DuckDBEngine:
 
     def _register(self, name: str, table: Any) -> None:
         """Register ``table`` under ``name``: over its Parquet files, else as an Arrow dataset."""
-        view = None
-        if self.parquet_reader and (name, table.version()) not in self._arrow_only:
-            view = parquet_view_sql(self.connection, name, table, self.settings)
-        if view is not None:
-            self.connection.execute(view)
-            self._native.add(name)
-        else:
-            from pulsecast.security.lake_crypto import readable_dataset
+        import duckdb
 
-            # Decrypts the lake's Parquet files when it is encrypted (security.encrypt_lake).
-            dataset = readable_dataset(table.to_pyarrow_dataset(), self.settings)
-            if name in self._native:
-                self.connection.execute(f'DROP VIEW "{name}"')
-            self.connection.register(name, dataset)
-            self._native.discard(name)
+        if self.parquet_reader and (name, table.version()) not in self._arrow_only:
+            try:
+                view = parquet_view_sql(self.connection, name, table, self.settings)
+                if view is not None:
+                    self.connection.execute(view)
+                    self._native.add(name)
+                    self._registered.add(name)
+                    return
+            except duckdb.Error as exc:  # a file DuckDB's reader cannot open: Arrow reads it
+                log.warning("%s v%d: %s; reading it through Arrow", name, table.version(), exc)
+        from pulsecast.security.lake_crypto import readable_dataset
+
+        # Decrypts the lake's Parquet files when it is encrypted (security.encrypt_lake).
+        dataset = readable_dataset(table.to_pyarrow_dataset(), self.settings)
+        if name in self._native:
+            self.connection.execute(f"DROP VIEW {quote_identifier(name)}")
+        self.connection.register(name, dataset)
+        self._native.discard(name)
         self._registered.add(name)
 
     def open_all(self) -> None:

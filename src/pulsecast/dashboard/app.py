@@ -31,7 +31,7 @@ from pulsecast.dashboard.errors import DashboardError
 from pulsecast.dashboard.login import install_login
 from pulsecast.dashboard.panels import RANGES, DashboardData
 from pulsecast.security.sessions import DashboardAuth
-from pulsecast.security.tls import uvicorn_tls
+from pulsecast.security.tls import uvicorn_options
 
 __all__ = ["create_app", "plotly_js", "serve"]
 
@@ -174,7 +174,7 @@ def serve(settings: Settings, *, stream: str | None = None) -> None:
     if stream is not None and stream not in settings.streams:
         msg = f"stream {stream!r} is not configured; streams: {', '.join(sorted(settings.streams))}"
         raise DashboardError(msg)
-    tls = uvicorn_tls(settings, "dashboard")  # fails before serving when a file is missing
+    options = uvicorn_options(settings, "dashboard")  # fails before serving when a file is missing
     if settings.dashboard.auth and not settings.dashboard.tls:
         log.warning(
             "the dashboard asks for a login over plain HTTP: keys and session cookies cross "
@@ -189,5 +189,5 @@ def serve(settings: Settings, *, stream: str | None = None) -> None:
         port=port,
         log_level="warning",
         access_log=False,
-        **tls,  # type: ignore[arg-type]
+        **options,
     )

@@ -119,13 +119,16 @@ def _clear_cookie(response: Response) -> None:
 
 
 async def _form_key(request: Request) -> str | None:
-    """The ``key`` field of a urlencoded form; None when the body is too large."""
+    """The ``key`` field of a urlencoded form; None when it is too large or has too many fields."""
     body = b""
     async for chunk in request.stream():
         body += chunk
         if len(body) > _MAX_FORM_BYTES:
             return None
-    fields = parse_qs(body.decode("utf-8", "replace"), max_num_fields=10)
+    try:
+        fields = parse_qs(body.decode("utf-8", "replace"), max_num_fields=10)
+    except ValueError:  # more than 10 fields
+        return None
     return (fields.get("key") or [""])[0].strip()
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pulsecast.security._files import security_dir
 from pulsecast.security.certs import leaf_dir
@@ -28,6 +28,7 @@ __all__ = [
     "http_verify",
     "server_files",
     "truststore",
+    "uvicorn_options",
     "uvicorn_tls",
 ]
 
@@ -103,3 +104,16 @@ def uvicorn_tls(settings: Settings, server: HttpServer) -> dict[str, str]:
         return {}
     files = server_files(settings, server)
     return {"ssl_certfile": str(files.chain), "ssl_keyfile": str(files.key)}
+
+
+def uvicorn_options(settings: Settings, server: HttpServer) -> dict[str, Any]:
+    """Options of uvicorn for ``server``: TLS files (:func:`uvicorn_tls`), no proxy headers.
+
+    The client address is the TCP peer's, as the rate limits and the audit trail
+    assume: uvicorn would otherwise take ``X-Forwarded-For`` from any process on
+    127.0.0.1 (its default trusted proxy).
+
+    Raises:
+        CertificateError: The server serves HTTPS and its certificate is missing.
+    """
+    return {"proxy_headers": False, **uvicorn_tls(settings, server)}

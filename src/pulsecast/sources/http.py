@@ -63,7 +63,7 @@ from pulsecast.events.schema import SchemaRegistry
 from pulsecast.monitoring import metrics
 from pulsecast.monitoring.correlation import CORRELATION_HEADER, REQUEST_ID_HEADER, request_id
 from pulsecast.security.guard import IngestGuard
-from pulsecast.security.tls import uvicorn_tls
+from pulsecast.security.tls import uvicorn_options
 
 __all__ = ["create_app", "serve"]
 
@@ -311,12 +311,12 @@ def serve(settings: Settings) -> None:
     """
     import uvicorn
 
-    tls = uvicorn_tls(settings, "ingest")
+    options = uvicorn_options(settings, "ingest")
     uvicorn.run(
         create_app(settings),
         host=settings.ingest.host,
         port=settings.ingest.port,
         log_level="warning",
         access_log=False,
-        **tls,  # type: ignore[arg-type]
+        **options,
     )

@@ -291,6 +291,8 @@ def test_login_refuses_cross_site_and_oversized_forms(lake: Settings) -> None:
     assert same.status_code == 303
     big = client.post("/login", data={"key": "x" * 5000})
     assert big.status_code == 413 and "too large" in big.text
+    many = client.post("/login", data={f"f{i}": "1" for i in range(11)})
+    assert many.status_code == 413 and "too large" in many.text
 
 
 @pytest.mark.parametrize(

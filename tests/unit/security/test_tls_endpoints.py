@@ -6,6 +6,7 @@ import re
 import ssl
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 from psycopg.conninfo import conninfo_to_dict
@@ -242,3 +243,41 @@ def test_http_verify_trusts_the_local_ca_only(tmp_path: Path, secured_dir: Path)
 
 def test_http_verify_plain_is_the_default(settings: Settings) -> None:
     assert http_verify(settings) is True
+
+
+def test_http_servers_take_the_client_address_from_the_tcp_peer(tmp_path: Path) -> None:
+    import socket
+    import threading
+    import time
+
+    import httpx
+    import uvicorn
+
+    from pulsecast.security.tls import uvicorn_options
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Answers the client address the server saw."""
+        if scope["type"] != "http":
+            return
+        body = str(scope["client"][0]).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    options = uvicorn_options(settings_for(tmp_path), "dashboard")
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", **options)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        # A local process claiming another address is not believed (rate limits, audit).
+        answer = httpx.get(f"http://127.0.0.1:{port}/", headers={"X-Forwarded-For": "203.0.113.9"})
+        assert answer.text == "127.0.0.1"
+    finally:
+        server.should_exit = True
+        thread.join(10)
