@@ -8,13 +8,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
+from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 
 from pulsecast.analytics.sql import run_sql
 from pulsecast.bus import EventProducer, topic_name
 from pulsecast.bus.consumer import read_since
 from pulsecast.config import Settings
+from pulsecast.lake.tables import LakeTables
 from pulsecast.stream.job import StreamJob
 from pulsecast.testing import telemetry_event
 
@@ -86,6 +90,10 @@ def test_stream_job_bronze_silver_gold_warehouse_and_dlq(
 
     silver = run_sql(settings, f"SELECT count(*), count(DISTINCT event_id) FROM silver_{stream}")
     assert silver.rows == [(120, 120)]
+    # Timestamps are written as UTC microseconds, not INT96 (read as naive times).
+    written = DeltaTable(LakeTables.from_settings(settings).silver(stream)).file_uris()
+    types = {pq.read_schema(uri).field("event_time").type for uri in written}
+    assert types == {pa.timestamp("us", tz="UTC")}
     bronze = run_sql(settings, f"SELECT count(*) FROM bronze_{stream}")
     assert bronze.rows == [(120 + 10 + 2 + 1,)]
 
