@@ -8,7 +8,21 @@ from typing import Any
 
 from pulsecast.config import Settings
 
-__all__ = ["settings_for", "telemetry_event"]
+__all__ = ["ManualClock", "settings_for", "telemetry_event"]
+
+
+class ManualClock:
+    """A clock a test sets by hand: call it for ``now`` (seconds), assign ``now`` to move it.
+
+    For the ``clock`` arguments of rate limits, sessions and the audit trail.
+    """
+
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        """The time set, in seconds."""
+        return self.now
 
 
 def telemetry_event(

@@ -19,19 +19,11 @@ from pulsecast.dashboard import DashboardData, create_app
 from pulsecast.security.apikeys import ApiKeyStore
 from pulsecast.security.audit import audit_log
 from pulsecast.security.sessions import SESSION_COOKIE, DashboardAuth
-from pulsecast.testing import settings_for
+from pulsecast.testing import ManualClock, settings_for
 from tests.unit.analytics.conftest import at
 
 NOW = at(4, 11, 3)
 UNKNOWN_KEY = "pck_00000000_" + "A" * 43
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def with_auth(lake: Settings, **dashboard: Any) -> Settings:
@@ -45,7 +37,7 @@ def new_key(settings: Settings, *roles: str) -> str:
     return store.create("test", list(roles))[1]  # type: ignore[arg-type]
 
 
-def client_for(settings: Settings, clock: Clock | None = None) -> TestClient:
+def client_for(settings: Settings, clock: ManualClock | None = None) -> TestClient:
     auth = DashboardAuth.from_settings(settings, clock=clock) if clock else None
     app = create_app(settings, data=DashboardData(settings, now=NOW), auth=auth)
     return TestClient(app, base_url="https://testserver")
@@ -201,7 +193,7 @@ def test_login_with_a_read_key_sets_a_strict_session_cookie(lake: Settings) -> N
 
 def test_login_session_expires(lake: Settings) -> None:
     settings = with_auth(lake, session_max_age_s=600)
-    clock = Clock()
+    clock = ManualClock(1000.0)
     client = client_for(settings, clock)
     reply = log_in(client, new_key(settings, "read"))
     assert "Max-Age=600" in reply.headers["set-cookie"]
@@ -255,7 +247,7 @@ def test_login_logout_ends_the_session(lake: Settings) -> None:
 def test_login_failures_are_rate_limited_per_address(lake: Settings) -> None:
     settings = with_auth(lake)
     key = new_key(settings, "read")
-    clock = Clock()
+    clock = ManualClock(1000.0)
     client = client_for(settings, clock)
     for _ in range(10):
         assert log_in(client, UNKNOWN_KEY).status_code == 401

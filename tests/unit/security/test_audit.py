@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pulsecast.security.audit import GENESIS, AuditLog, RefusalAuditor, audit_log, record
-from pulsecast.testing import settings_for
+from pulsecast.testing import ManualClock, settings_for
 
 
 def filled(path: Path, count: int = 5) -> AuditLog:
@@ -146,17 +146,9 @@ def test_audit_record_follows_settings(tmp_path: Path, caplog: pytest.LogCapture
     assert "cannot record topic.delete of t.events in the audit log" in caplog.text
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 28, 12, 0, 5, tzinfo=UTC).timestamp()
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_audit_refusals_are_aggregated_per_minute(tmp_path: Path) -> None:
     log = AuditLog(tmp_path / "a.jsonl")
-    clock = Clock()
+    clock = ManualClock(datetime(2026, 11, 28, 12, 0, 5, tzinfo=UTC).timestamp())
     auditor = RefusalAuditor(log, per_minute=3, clock=clock)
     for i in range(10):
         auditor.refused(

@@ -6,18 +6,10 @@ from pulsecast.security.apikeys import ApiKeyStore
 from pulsecast.security.audit import AuditLog, RefusalAuditor
 from pulsecast.security.guard import IngestGuard, Refusal, presented_key
 from pulsecast.security.ratelimit import RateLimiter
-from pulsecast.testing import settings_for
+from pulsecast.testing import ManualClock, settings_for
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def guard_for(tmp_path: Path, clock: Clock) -> tuple[IngestGuard, str]:
+def guard_for(tmp_path: Path, clock: ManualClock) -> tuple[IngestGuard, str]:
     store = ApiKeyStore(tmp_path / "apikeys.json", cost={"n": 16, "r": 1, "p": 1})
     _, key = store.create("k", ["ingest"])
     guard = IngestGuard(
@@ -40,7 +32,7 @@ def test_guard_presented_key_sources() -> None:
 
 
 def test_guard_failed_key_checks_are_limited_per_address(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = ManualClock()
     guard, key = guard_for(tmp_path, clock)
     wrong = {"authorization": f"Bearer {key[:-4]}{'AAAA' if not key.endswith('AAAA') else 'BBBB'}"}
     refusals = [guard.check(wrong, "10.0.0.1", "ingest", target="t") for _ in range(11)]

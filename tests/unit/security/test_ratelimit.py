@@ -3,18 +3,11 @@ from __future__ import annotations
 import pytest
 
 from pulsecast.security.ratelimit import RateLimiter, TokenBucket
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from pulsecast.testing import ManualClock
 
 
 def test_ratelimit_burst_then_refill_at_the_rate() -> None:
-    clock = Clock()
+    clock = ManualClock(1000.0)
     limiter = RateLimiter(2.0, 3, clock=clock)
     assert [limiter.check("k") for _ in range(3)] == [0.0, 0.0, 0.0]
     assert limiter.check("k") == pytest.approx(0.5)
@@ -28,7 +21,7 @@ def test_ratelimit_burst_then_refill_at_the_rate() -> None:
 
 
 def test_ratelimit_keys_are_independent() -> None:
-    clock = Clock()
+    clock = ManualClock(1000.0)
     limiter = RateLimiter(1.0, 1, clock=clock)
     assert limiter.check("a") == 0.0
     assert limiter.check("a") > 0
@@ -36,13 +29,13 @@ def test_ratelimit_keys_are_independent() -> None:
 
 
 def test_ratelimit_zero_rate_disables() -> None:
-    limiter = RateLimiter(0.0, 1, clock=Clock())
+    limiter = RateLimiter(0.0, 1, clock=ManualClock(1000.0))
     assert not limiter.enabled
     assert all(limiter.check("k") == 0.0 for _ in range(1000))
 
 
 def test_ratelimit_bounded_number_of_buckets() -> None:
-    clock = Clock()
+    clock = ManualClock(1000.0)
     limiter = RateLimiter(1.0, 1, max_keys=2, clock=clock)
     for key in ("a", "b", "c"):
         limiter.check(key)
@@ -50,7 +43,7 @@ def test_ratelimit_bounded_number_of_buckets() -> None:
 
 
 def test_ratelimit_pending_does_not_count() -> None:
-    clock = Clock()
+    clock = ManualClock(1000.0)
     limiter = RateLimiter(1.0, 2, clock=clock)
     assert limiter.pending("k") == 0.0
     limiter.check("k")

@@ -13,15 +13,7 @@ from pulsecast.security.audit import RefusalAuditor, audit_log
 from pulsecast.security.check import security_check
 from pulsecast.security.guard import Refusal
 from pulsecast.security.sessions import DashboardAuth, SessionStore
-from pulsecast.testing import settings_for
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 50.0
-
-    def __call__(self) -> float:
-        return self.now
+from pulsecast.testing import ManualClock, settings_for
 
 
 def with_auth(tmp_path: Path, **sections: Any) -> Settings:
@@ -34,7 +26,7 @@ def new_key(settings: Settings, *roles: str) -> str:
 
 
 def test_sessions_open_expire_and_close() -> None:
-    clock = Clock()
+    clock = ManualClock(50.0)
     store = SessionStore(max_age_s=60, clock=clock)
     token = store.open("k1")
     other = store.open("k2")
@@ -52,7 +44,7 @@ def test_sessions_open_expire_and_close() -> None:
 
 
 def test_sessions_are_bounded_oldest_first() -> None:
-    store = SessionStore(max_age_s=60, max_sessions=2, clock=Clock())
+    store = SessionStore(max_age_s=60, max_sessions=2, clock=ManualClock(50.0))
     first, second, third = (store.open(k) for k in ("a", "b", "c"))
     assert store.get(first) is None
     assert store.get(second) is not None and store.get(third) is not None
@@ -72,7 +64,7 @@ def test_sessions_auth_is_off_unless_asked_or_secure(tmp_path: Path) -> None:
 def test_sessions_login_authenticate_logout_audited(tmp_path: Path) -> None:
     settings = with_auth(tmp_path)
     key = new_key(settings, "read")
-    clock = Clock()
+    clock = ManualClock(50.0)
     auth = DashboardAuth.from_settings(settings, clock=clock)
     assert auth is not None
     answer = auth.login(key, "10.0.0.1")
