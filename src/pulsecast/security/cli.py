@@ -8,6 +8,7 @@ else goes to stderr.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from datetime import UTC, datetime, timedelta
@@ -19,9 +20,10 @@ from pulsecast.config import Settings
 from pulsecast.errors import PulsecastError
 from pulsecast.security._files import security_dir
 from pulsecast.security.apikeys import ROLES, ApiKeyStore, Role
-from pulsecast.security.audit import audit_log, record
+from pulsecast.security.audit import AUDIT_KEY, AuditKey, audit_log, record
 from pulsecast.security.certs import rotate_certificates
 from pulsecast.security.check import security_check
+from pulsecast.security.errors import AuditError
 from pulsecast.security.keys import keystore_for
 from pulsecast.security.mode import initialise
 
@@ -48,15 +50,27 @@ def _say(text: str) -> None:
 
 @security_app.command("init")
 def security_init(ctx: typer.Context) -> None:
-    """Create the local CA, server and client certificates and the keystore (idempotent)."""
+    """Create the local CA, certificates, the keystore and the audit key (idempotent)."""
     settings = _settings(ctx)
     root = security_dir(settings)
+    # The audit key first, so that the security.init record is already keyed.
+    store = keystore_for(settings)
+    new_audit_key = AUDIT_KEY not in store.names()
+    store.data_key(AUDIT_KEY)
     created, master_id = initialise(settings)
     if created:
         _say(f"created in {root}: {', '.join(created)}")
     else:
         _say(f"{root}: everything present, nothing created")
     _say(f"keystore: master key {master_id}")
+    if new_audit_key:
+        _say(f"created the keystore's {AUDIT_KEY!r} key: audit records are MACed from now on")
+        earlier = sum(1 for r in audit_log(settings).records() if "mac" not in r)
+        if earlier:
+            _say(
+                f"the {earlier} earlier audit record(s) carry no MAC: secure mode will not "
+                "verify them; archive audit.jsonl and audit.jsonl.head to start a keyed log"
+            )
 
 
 @security_app.command("rotate")
@@ -78,6 +92,10 @@ def security_rotate(
     sec = settings.security
     root = security_dir(settings)
     if master_key:
+        # Keep the audit key in memory first: with the master key in the environment,
+        # this process's key goes stale by the rotation, and the record must stay keyed.
+        with contextlib.suppress(AuditError):
+            AuditKey(settings).get()
         store = keystore_for(settings)
         old = store.master_id
         count = store.rotate_master()
@@ -212,11 +230,16 @@ def audit_show(
 
 @audit_app.command("verify")
 def audit_verify(ctx: typer.Context) -> None:
-    """Check the hash chain; names the first line edited, deleted, inserted or reordered."""
+    """Check the hash chain and MACs; names the first line edited, deleted, inserted or reordered.
+
+    Says whether the chain was checked with the audit key (keyed) or not
+    (unkeyed, and which records carry no MAC). In secure mode a missing key or
+    MAC is a failure.
+    """
     log = audit_log(_settings(ctx))
     result = log.verify()
     if result.ok:
-        _say(f"{log.path}: {result.records} record(s), chain intact")
+        _say(f"{log.path}: {result.summary}")
         return
     line, problem = result.problems[0]
     _say(f"{log.path}: line {line}: {problem}")

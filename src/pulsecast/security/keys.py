@@ -12,17 +12,27 @@ The master key (32 bytes) comes from ``security.master_key``
 ``<security dir>/keys/master.key`` made on first use. Wrapped data keys live
 in ``keys/keystore.json``, each bound (as GCM associated data) to its name, so
 a wrapped key copied under another name does not open. Keys are never logged.
+
+Every read-modify-write of ``keystore.json`` (creating a data key or the
+master key file, rotating) holds an exclusive ``flock`` on ``keys/keystore.lock``,
+so two processes creating the same key get the same key. A keystore opened
+with ``create=False`` (the audit trail's) writes nothing: it reads under a
+shared lock and re-reads a file master key on every read, so it follows a
+rotation made by another process.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import fcntl
 import hashlib
 import json
 import logging
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -148,13 +158,29 @@ class LocalKeystore(KeyManagementService):
         folder: Where ``keystore.json`` (and ``master.key`` when no key is given) live.
         master_key: The master key's 32 bytes; default: read ``master.key``,
             creating it (``0600``) when absent.
+        create: ``False`` opens the keystore read-only: no master key file is
+            created (a missing one is an error), an interrupted rotation is
+            followed but not completed, and only :meth:`existing_key` should be
+            used.
+
+    Raises:
+        KeystoreError: The master key is malformed, or missing when ``create`` is false.
     """
 
-    def __init__(self, folder: Path, *, master_key: bytes | None = None) -> None:
+    def __init__(
+        self, folder: Path, *, master_key: bytes | None = None, create: bool = True
+    ) -> None:
         self.folder = folder
         self._from_file = master_key is None
-        self._finish_rotation()
-        self._master = master_key if master_key is not None else self._file_master()
+        if master_key is not None:
+            self._master = master_key
+        elif create:
+            with self._lock():
+                self._finish_rotation()
+                self._master = self._file_master()
+        else:
+            with self._lock(shared=True):
+                self._master = self._read_master(self._load())
         if len(self._master) != _KEY_BYTES:
             msg = f"master key must be {_KEY_BYTES} bytes"
             raise KeystoreError(msg)
@@ -177,6 +203,50 @@ class LocalKeystore(KeyManagementService):
     def export_master(self) -> str:
         """The master key, base64url: only to hand it to whoever keeps it (after a rotation)."""
         return _b64(self._master)
+
+    @contextmanager
+    def _lock(self, *, shared: bool = False) -> Iterator[None]:
+        """Hold ``keystore.lock``: exclusive around read-modify-write, shared around reads.
+
+        A shared lock never creates anything: without a lock file (nothing was
+        ever written through one) the read goes ahead unlocked.
+        """
+        path = self.folder / "keystore.lock"
+        if shared:
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                yield
+                return
+        else:
+            private_dir(self.folder)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def _read_master(self, data: dict[str, Any]) -> bytes:
+        """The file master key the keystore was wrapped by, creating nothing.
+
+        After a rotation interrupted before ``master.key`` was replaced, that is
+        the pending ``master.key.new``.
+        """
+        pending = self.folder / "master.key.new"
+        if pending.is_file():
+            key = decode_master_key(pending.read_text())
+            if key_fingerprint(key) == data.get("master_id"):
+                return key
+        try:
+            text = self.master_file.read_text()
+        except FileNotFoundError:
+            msg = f"no master key in {self.folder}: run `pulsecast security init`"
+            raise KeystoreError(msg) from None
+        except OSError as exc:
+            msg = f"{self.master_file}: unreadable master key: {exc.strerror}"
+            raise KeystoreError(msg) from exc
+        return decode_master_key(text)
 
     def _file_master(self) -> bytes:
         if not self.master_file.is_file():
@@ -204,6 +274,9 @@ class LocalKeystore(KeyManagementService):
         except (OSError, ValueError) as exc:
             msg = f"{self.path}: unreadable keystore: {exc}"
             raise KeystoreError(msg) from exc
+        if not isinstance(data, dict) or not isinstance(data.get("keys"), dict):
+            msg = f"{self.path}: unreadable keystore: no 'keys' mapping"
+            raise KeystoreError(msg)
         return data
 
     def _save(self, data: dict[str, Any]) -> None:
@@ -234,25 +307,67 @@ class LocalKeystore(KeyManagementService):
         """Names of the stored data keys."""
         return sorted(self._load()["keys"])
 
+    def _unwrap_entry(self, name: str, entry: Any) -> bytes:
+        """The plaintext of a keystore entry (a mapping with ``wrapped``)."""
+        try:
+            wrapped = _unb64(entry["wrapped"])
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            msg = f"{self.path}: malformed entry for data key {name!r}"
+            raise KeystoreError(msg) from exc
+        return self.unwrap(name, wrapped)
+
+    def _stored(self, data: dict[str, Any], name: str) -> bytes | None:
+        """The plaintext of stored key ``name``, or None when there is none."""
+        entry = data["keys"].get(name)
+        return None if entry is None else self._unwrap_entry(name, entry)
+
+    def existing_key(self, name: str) -> bytes | None:
+        """The plaintext of data key ``name`` if it is stored; never creates or writes anything.
+
+        A file master key is re-read first, so a rotation made by another
+        process since this keystore was opened is followed.
+
+        Raises:
+            KeystoreError: The keystore is unreadable or malformed, or was
+                wrapped by another master key.
+            UnwrapError: The stored wrapped key does not open (tampered).
+        """
+        if not self.path.is_file():
+            return None
+        with self._lock(shared=True):
+            data = self._load()
+            if name not in data["keys"]:
+                return None
+            if self._from_file:
+                self._master = self._read_master(data)
+            self._check_master(data)
+            return self._stored(data, name)
+
     def data_key(self, name: str) -> bytes:
         """The plaintext of data key ``name``, created and stored (wrapped) on first use.
+
+        Safe across processes: the read-modify-write of the keystore holds its
+        exclusive lock, so concurrent first uses all get the key stored first.
 
         Raises:
             KeystoreError: The keystore was wrapped by another master key.
             UnwrapError: The stored wrapped key does not open (tampered).
         """
-        data = self._load()
-        self._check_master(data)
-        entry = data["keys"].get(name)
-        if entry is not None:
-            return self.unwrap(name, _unb64(entry["wrapped"]))
-        key = self.generate_data_key(name)
-        data["master_id"] = self.master_id
-        data["keys"][name] = {
-            "wrapped": _b64(key.wrapped),
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
-        self._save(data)
+        with self._lock():
+            data = self._load()
+            if self._from_file:
+                self._master = self._read_master(data)
+            self._check_master(data)
+            stored = self._stored(data, name)
+            if stored is not None:
+                return stored
+            key = self.generate_data_key(name)
+            data["master_id"] = self.master_id
+            data["keys"][name] = {
+                "wrapped": _b64(key.wrapped),
+                "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            }
+            self._save(data)
         log.info("created data key %s", name)
         return key.plaintext
 
@@ -283,30 +398,32 @@ class LocalKeystore(KeyManagementService):
         if len(new) != _KEY_BYTES:
             msg = f"master key must be {_KEY_BYTES} bytes"
             raise KeystoreError(msg)
-        data = self._load()
-        self._check_master(data)
-        plain = {n: self.unwrap(n, _unb64(e["wrapped"])) for n, e in data["keys"].items()}
-        pending = self.folder / "master.key.new"
-        if self._from_file:
-            write_private(pending, _b64(new).encode())
-        self._master = new
-        for name, key in plain.items():
-            data["keys"][name]["wrapped"] = _b64(self.wrap(name, key))
-        data["master_id"] = self.master_id
-        data["rotated"] = datetime.now(UTC).isoformat(timespec="seconds")
-        self._save(data)
-        if self._from_file:
-            pending.replace(self.master_file)
+        with self._lock():
+            data = self._load()
+            self._check_master(data)
+            plain = {n: self._unwrap_entry(n, e) for n, e in data["keys"].items()}
+            pending = self.folder / "master.key.new"
+            if self._from_file:
+                write_private(pending, _b64(new).encode())
+            self._master = new
+            for name, key in plain.items():
+                data["keys"][name]["wrapped"] = _b64(self.wrap(name, key))
+            data["master_id"] = self.master_id
+            data["rotated"] = datetime.now(UTC).isoformat(timespec="seconds")
+            self._save(data)
+            if self._from_file:
+                pending.replace(self.master_file)
         log.info("rotated the master key; re-wrapped %d data keys", len(plain))
         return len(plain)
 
 
-def keystore_for(settings: Settings) -> LocalKeystore:
+def keystore_for(settings: Settings, *, create: bool = True) -> LocalKeystore:
     """The local keystore of these settings (``<security dir>/keys``).
 
     The master key is ``security.master_key`` when set, else the key file
-    (created on first use).
+    (created on first use, unless ``create`` is false: then the keystore is
+    read-only, see :class:`LocalKeystore`).
     """
     secret = settings.security.master_key
     master = decode_master_key(secret.get_secret_value()) if secret is not None else None
-    return LocalKeystore(security_dir(settings) / "keys", master_key=master)
+    return LocalKeystore(security_dir(settings) / "keys", master_key=master, create=create)

@@ -26,7 +26,7 @@ ENV_SWITCH = "PULSECAST_SECURITY__ENABLED"
 
 
 def initialise(settings: Settings) -> tuple[list[str], str]:
-    """Create the CA, every certificate and the keystore's data key, if missing (idempotent).
+    """Create the CA, every certificate and the keystore's data keys, if missing (idempotent).
 
     Returns:
         What was created, and the master key's id.
@@ -38,6 +38,7 @@ def initialise(settings: Settings) -> tuple[list[str], str]:
     )
     store = keystore_for(settings)
     store.data_key("default")
+    store.data_key("audit")  # before the first record: it keys the audit chain
     if created:
         record(settings, "security.init", str(root), details={"created": created})
     return created, store.master_id

@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from pulsecast.config import Settings
 from pulsecast.security.apikeys import ApiKeyStore
 from pulsecast.security.audit import audit_log
+from pulsecast.security.keys import keystore_for
 from pulsecast.sources.http import create_app
 from pulsecast.testing import settings_for, telemetry_event
 
@@ -107,6 +108,7 @@ def test_http_rate_limit_per_address_is_429(tmp_path: Path) -> None:
 
 def test_http_refusals_are_audited_with_a_bounded_number_of_records(tmp_path: Path) -> None:
     settings = secure(tmp_path, audit_refusals_per_minute=2, address_rate_per_s=0)
+    keystore_for(settings).data_key("audit")  # as `pulsecast security init` makes it
     client = TestClient(create_app(settings))
     for _ in range(5):
         assert client.post(URL, content=b"{").status_code == 401

@@ -3,13 +3,18 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import multiprocessing
 import stat
+import time
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 import pytest
 
 from pulsecast.security.errors import KeystoreError, UnwrapError
 from pulsecast.security.keys import (
+    DataKey,
     KeyManagementService,
     LocalKeystore,
     decode_master_key,
@@ -143,3 +148,82 @@ def test_keys_local_keystore_is_a_kms(tmp_path: Path) -> None:
     kms: KeyManagementService = LocalKeystore(tmp_path / "keys")
     key = kms.generate_data_key("lake")
     assert kms.unwrap("lake", key.wrapped) == key.plaintext and len(key.plaintext) == 32
+
+
+def _first_use(folder: str, barrier: Barrier, out: Queue[str]) -> None:
+    barrier.wait()
+    out.put(LocalKeystore(Path(folder)).data_key("lake").hex())
+
+
+def test_keys_data_key_is_created_once_across_processes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    generate = LocalKeystore.generate_data_key
+
+    def slowly(self: LocalKeystore, name: str) -> DataKey:
+        time.sleep(0.3)  # widen the window between reading and writing the keystore
+        return generate(self, name)
+
+    monkeypatch.setattr(LocalKeystore, "generate_data_key", slowly)
+    context = multiprocessing.get_context("fork")  # the children inherit the slow generator
+    barrier, out = context.Barrier(3), context.Queue()
+    workers = [
+        context.Process(target=_first_use, args=(str(tmp_path / "keys"), barrier, out))
+        for _ in range(3)
+    ]
+    for worker in workers:
+        worker.start()
+    keys = [out.get(timeout=60) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=60)
+        assert worker.exitcode == 0
+    assert len(set(keys)) == 1
+    assert LocalKeystore(tmp_path / "keys").data_key("lake").hex() == keys[0]
+
+
+def test_keys_read_only_keystore_creates_nothing(tmp_path: Path) -> None:
+    folder = tmp_path / "keys"
+    with pytest.raises(KeystoreError) as err:
+        LocalKeystore(folder, create=False)
+    assert str(err.value) == f"no master key in {folder}: run `pulsecast security init`"
+    master = decode_master_key(new_master_key())
+    assert LocalKeystore(folder, master_key=master, create=False).existing_key("audit") is None
+    assert not folder.exists()
+    key = LocalKeystore(folder).data_key("audit")
+    reader = LocalKeystore(folder, create=False)
+    assert reader.existing_key("audit") == key and reader.existing_key("lake") is None
+    LocalKeystore(folder).rotate_master()  # by another process: the reader follows it
+    assert reader.existing_key("audit") == key
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "keystore.json",
+        "keystore.lock",
+        "master.key",
+    ]
+
+
+def test_keys_read_only_keystore_follows_an_interrupted_rotation(tmp_path: Path) -> None:
+    folder = tmp_path / "keys"
+    store = LocalKeystore(folder)
+    key = store.data_key("audit")
+    new = decode_master_key(new_master_key())
+    (folder / "master.key").rename(folder / "master.key.old")
+    store._from_file = False
+    store.rotate_master(new)  # the keystore re-wrapped, the key file not moved yet
+    (folder / "master.key.old").rename(folder / "master.key")
+    (folder / "master.key.new").write_text(base64.urlsafe_b64encode(new).decode())
+    assert LocalKeystore(folder, create=False).existing_key("audit") == key
+    assert (folder / "master.key.new").is_file()  # read-only: the rotation is not completed
+
+
+def test_keys_malformed_keystore_is_one_clear_error(tmp_path: Path) -> None:
+    store = LocalKeystore(tmp_path / "keys")
+    store.data_key("audit")
+    store.path.write_text("[]")
+    with pytest.raises(KeystoreError) as err:
+        store.existing_key("audit")
+    assert str(err.value) == f"{store.path}: unreadable keystore: no 'keys' mapping"
+    store.path.write_text(json.dumps({"master_id": store.master_id, "keys": {"audit": {}}}))
+    for read in (store.existing_key, store.data_key):
+        with pytest.raises(KeystoreError) as err:
+            read("audit")
+        assert str(err.value) == f"{store.path}: malformed entry for data key 'audit'"

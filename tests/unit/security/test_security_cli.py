@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+import pulsecast.security.audit as audit_module
 from pulsecast.cli import app
+from pulsecast.security.keys import new_master_key
 
 runner = CliRunner()
 STATE = Path(".pulsecast") / "security"  # the default data dir, under the test's cwd
@@ -89,7 +91,7 @@ def test_security_cli_rotate_and_master_key() -> None:
     assert (STATE / "servers" / "kafka" / "cert.pem").read_bytes() != old
     master = (STATE / "keys" / "master.key").read_text()
     again = runner.invoke(app, ["security", "rotate", "--master-key"])
-    assert again.exit_code == 0 and "1 data key(s) re-wrapped" in again.stderr
+    assert again.exit_code == 0 and "2 data key(s) re-wrapped" in again.stderr  # default, audit
     assert (STATE / "keys" / "master.key").read_text() != master
     assert again.stdout == ""  # a file master key is never printed
     actions = [
@@ -158,6 +160,73 @@ def test_security_cli_smoke_real_entry_point(tmp_path: Path) -> None:
         text=True,
     )
     assert check.returncode == 0, check.stderr
-    assert {"area": "audit trail", "status": "ok", "text": "1 record(s), chain intact"} in (
-        json.loads(check.stdout)
+    assert {
+        "area": "audit trail",
+        "status": "ok",
+        "text": "1 record(s), chain intact; keyed: every record's MAC checked",
+    } in json.loads(check.stdout)
+
+
+def test_security_cli_init_creates_the_audit_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A record written before the key existed: plain mode, no keystore yet.
+    runner.invoke(app, ["security", "apikey", "create", "gw", "--role", "ingest"])
+    assert not (STATE / "keys").exists()
+    init = runner.invoke(app, ["security", "init"])
+    assert init.exit_code == 0, init.output
+    assert "created the keystore's 'audit' key: audit records are MACed from now on" in init.stderr
+    assert "the 1 earlier audit record(s) carry no MAC" in init.stderr
+    assert "audit" in json.loads((STATE / "keys" / "keystore.json").read_text())["keys"]
+    shown = runner.invoke(app, ["audit", "show", "--json"]).stdout.splitlines()
+    assert ["mac" in json.loads(line) for line in shown] == [False, True]
+    plain = runner.invoke(app, ["audit", "verify"])
+    assert plain.exit_code == 0
+    assert plain.stderr.endswith(
+        "2 record(s), chain intact; unkeyed: no MAC on line(s) 1 "
+        "(written without the audit key), other MACs checked\n"
+    )
+    monkeypatch.setenv("PULSECAST_SECURITY__ENABLED", "true")
+    secure = runner.invoke(app, ["audit", "verify"])
+    assert secure.exit_code == 1
+    assert secure.stderr.endswith(
+        "line 1: no MAC: written without the audit key, or its MAC was removed\n"
+    )
+    again = runner.invoke(app, ["security", "init"])
+    assert again.exit_code == 0 and "'audit' key" not in again.stderr
+
+
+def test_security_cli_secure_init_and_env_master_rotation_stay_keyed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PULSECAST_SECURITY__ENABLED", "true")
+    monkeypatch.setenv("PULSECAST_SECURITY__MASTER_KEY", new_master_key())
+    assert runner.invoke(app, ["security", "init"]).exit_code == 0
+    monkeypatch.setattr(audit_module, "_KEYS", {})  # each command a process of its own
+    rotated = runner.invoke(app, ["security", "rotate", "--master-key"])
+    assert rotated.exit_code == 0, rotated.output
+    monkeypatch.setenv("PULSECAST_SECURITY__MASTER_KEY", rotated.stdout.strip())
+    monkeypatch.setattr(audit_module, "_KEYS", {})
+    verified = runner.invoke(app, ["audit", "verify"])
+    assert verified.exit_code == 0, verified.stderr
+    assert verified.stderr.endswith(
+        "2 record(s), chain intact; keyed: every record's MAC checked\n"
+    )
+
+
+def test_security_cli_check_says_whether_the_audit_chain_is_keyed() -> None:
+    runner.invoke(app, ["security", "apikey", "create", "gw", "--role", "ingest"])
+    unkeyed = runner.invoke(app, ["security", "check", "--json"])
+    (finding,) = [f for f in json.loads(unkeyed.stdout) if f["area"] == "audit trail"]
+    assert finding["status"] == "warn"
+    assert finding["text"].startswith(
+        "1 record(s), chain intact; unkeyed: MACs not checked (audit key not readable: "
+        "no master key in "
+    )
+    assert not (STATE / "keys").exists()  # check creates nothing
+    (STATE / "audit" / "audit.jsonl").unlink()
+    (STATE / "audit" / "audit.jsonl.head").unlink()
+    runner.invoke(app, ["security", "init"])
+    keyed = runner.invoke(app, ["security", "check"])
+    assert (
+        "OK    audit trail   1 record(s), chain intact; keyed: every record's MAC checked"
+        in keyed.stdout
     )
