@@ -148,14 +148,13 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             stop.set()
             poller.join(timeout=5)
+            # The app object may outlive its server (tests keep it): shut the producer
+            # down, or librdkafka's threads keep retrying a broker that is gone.
+            holder.pop("producer", None)
             try:
-                producer.flush(10)
+                producer.close(10)
             except ProduceError as exc:
                 log.error("ingest stopped with events unacknowledged: %s", exc)
-            finally:
-                # The app object may outlive its server (tests keep it): drop the
-                # producer, or librdkafka keeps retrying a broker that is gone.
-                holder.pop("producer", None)
 
     app = FastAPI(
         title="pulsecast ingest",

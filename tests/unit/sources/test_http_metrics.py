@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
+import time
 from pathlib import Path
 
 import httpx
@@ -51,3 +54,25 @@ def test_http_metrics_count_refused_requests_by_code(tmp_path: Path) -> None:
     # Refused requests are not events.
     assert delta("pulsecast_ingest_events_total", stream="telemetry", status="accepted") == 0
     assert "/metrics" not in app.openapi()["paths"]
+
+
+def _threads() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+def test_http_ingest_shuts_its_producer_down_when_it_stops(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    with socket.socket() as sock:  # a port nothing listens on: librdkafka keeps reconnecting
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    app = create_app(settings_for(tmp_path, kafka={"port": port}))
+    before = _threads()
+    with TestClient(app) as client:  # runs the lifespan: the producer and its poller start
+        assert client.get("/healthz").status_code == 200
+        assert _threads() > before
+    # The app object outlives its server here: its producer's threads must still stop.
+    deadline = time.monotonic() + 5
+    while _threads() > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _threads() == before
