@@ -133,8 +133,9 @@ def parquet_view_sql(
     root = _local_root(table)
     if root is None or _encrypted(name, settings) or not _readable_protocol(table):
         return None
-    schema = pa.schema(table.schema().to_arrow())
-    delta_types = {f.name: getattr(f.type, "type", None) for f in table.schema().fields}
+    delta_schema = table.schema()  # read from the log once: two uses below
+    schema = pa.schema(delta_schema.to_arrow())
+    delta_types = {f.name: getattr(f.type, "type", None) for f in delta_schema.fields}
     partitions = list(table.metadata().partition_columns)
     if any(delta_types.get(p) not in PARTITION_TYPES for p in partitions):
         return None
