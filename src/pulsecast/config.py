@@ -837,6 +837,14 @@ class SecuritySettings(_Section):
         description="How pulsecast's PostgreSQL clients check the server in secure mode: "
         "verify-full (CA and host name) or verify-ca (CA only).",
     )
+    kafka_client_certs: bool = Field(
+        False,
+        description="In secure mode, the local broker's SASL_SSL listener also requires a "
+        "client certificate from the local CA, and every pulsecast Kafka client (Python and "
+        "Spark) presents its principal's certificate from `security init`: a second factor "
+        "next to the SCRAM password, which still names the principal "
+        "(PULSECAST_SECURITY__KAFKA_CLIENT_CERTS).",
+    )
 
 
 class DashboardSettings(_Section):

@@ -5,12 +5,15 @@ init``) runs for this module only, with every client going through a
 recording TCP proxy: the broker advertises the proxy's port, so after the
 bootstrap librdkafka connects to the proxy again, and every byte any client
 exchanges with the broker passes through it. Each refusal the ACL model
-promises is asserted against the broker's own error codes.
+promises is asserted against the broker's own error codes. A second secure
+broker (``security.kafka_client_certs``, started by the first test that needs
+it) also requires client certificates on its SASL_SSL listener.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import socket
 import ssl
 import struct
@@ -73,11 +76,13 @@ class _AdvertisedViaProxy(KafkaService):
 class Broker:
     """A running broker behind a recording proxy; ``clients`` point at the proxy."""
 
-    def __init__(self, root: Path, *, secure: bool) -> None:
+    def __init__(self, root: Path, *, secure: bool, client_certs: bool = False) -> None:
         # A TLS broker starts in 30-40 s on a busy 2-core machine: more room than the default.
         extra: dict[str, dict[str, object]] = {"kafka": {"start_timeout_s": 150}}
         if secure:
             extra["security"] = {"enabled": "true"}
+            if client_certs:
+                extra["security"]["kafka_client_certs"] = "true"
         self.settings = load_settings(write_config(root, **extra))
         (proxy_port,) = free_ports(1)
         k = self.settings.kafka
@@ -112,8 +117,12 @@ def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
 @pytest.fixture(scope="module")
 def stream(secure: Broker) -> Iterator[str]:
     """A uuid-named stream whose four topics (and ACLs) ``admin`` created."""
+    yield from _stream_on(secure)
+
+
+def _stream_on(broker: Broker) -> Iterator[str]:
     name = f"sec{uuid.uuid4().hex[:10]}"
-    settings = _with_stream(secure.clients, name)
+    settings = _with_stream(broker.clients, name)
     admin = TopicAdmin(settings)
     names = [s.name for s in topic_specs(settings, [name])]
     assert sorted(admin.ensure(topic_specs(settings, [name]))) == sorted(names)
@@ -538,3 +547,174 @@ def test_secure_kafka_spark_reads_and_writes_with_the_stream_principal(
         assert "TopicAuthorizationException: Topic authorization failed." in str(info.value)
     finally:
         admin.delete(topics)
+
+
+# -- client certificates (security.kafka_client_certs) ----------------------------------
+
+CERT_KEYS = ("ssl.certificate.location", "ssl.key.location")
+
+
+@pytest.fixture(scope="module")
+def mtls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """A second secure broker whose SASL_SSL listener also requires client certificates."""
+    broker = Broker(tmp_path_factory.mktemp("mtls-kafka"), secure=True, client_certs=True)
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture(scope="module")
+def mtls_stream(mtls: Broker) -> Iterator[str]:
+    """A stream on ``mtls``, created by ``admin`` presenting its certificate."""
+    yield from _stream_on(mtls)
+
+
+def _foreign_certificate(folder: Path, principal: str) -> tuple[Path, Path]:
+    """A client certificate for ``principal`` from a CA the broker does not trust."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    def name(cn: str, unit: str) -> x509.Name:
+        return x509.Name(
+            [
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "pulsecast"),
+                x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, unit),
+                x509.NameAttribute(NameOID.COMMON_NAME, cn),
+            ]
+        )
+
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = name("pulsecast local CA", "ca")  # the same names, another key
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name(principal, "client"))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    key_file.chmod(0o600)
+    return cert_file, key_file
+
+
+def _refused(config: dict[str, Any]) -> list[KafkaError]:
+    """What a client with ``config`` meets: no metadata, no delivery; the errors it was told."""
+    errors: list[KafkaError] = []
+    admin = AdminClient({**config, **QUIET, "error_cb": errors.append})
+    with pytest.raises(KafkaException):
+        admin.list_topics(timeout=4)
+    admin.poll(1)  # serves the error callbacks
+    producer = Producer({**config, **QUIET, "message.timeout.ms": 3000})
+    delivered: list[KafkaError | None] = []
+    producer.produce("anything.events", b"x", on_delivery=lambda err, _m: delivered.append(err))
+    producer.flush(8)
+    assert len(delivered) == 1 and delivered[0] is not None
+    assert delivered[0].code() == KafkaError._MSG_TIMED_OUT
+    return errors
+
+
+def _alerts(errors: list[KafkaError]) -> set[str]:
+    """The TLS alerts the broker sent, as librdkafka reports them (``_TRANSPORT`` errors)."""
+    found = (re.search(r"ssl/tls alert ([a-z ]+):", e.str()) for e in errors)
+    return {m.group(1) for m in found if m is not None}
+
+
+def test_secure_kafka_client_certs_password_and_certificate_connect(
+    mtls: Broker, mtls_stream: str
+) -> None:
+    c = _with_stream(mtls.clients, mtls_stream)
+    assert all(k in producer_config(c) for k in CERT_KEYS)
+    events = [json.dumps({"n": i, "id": uuid.uuid4().hex}).encode() for i in range(10)]
+    assert _produce(c, "producer", f"{mtls_stream}.events", events) == [None] * 10
+    read, errors = _consume(
+        c, "stream", f"{mtls_stream}.events", count=10, group="pulsecast-stream-", subscribe=True
+    )
+    assert errors == [] and sorted(read) == sorted(events)
+    # The SASL login still names the principal the ACLs see: producer may not read.
+    values, errors = _consume(
+        c,
+        "producer",
+        f"{mtls_stream}.events",
+        count=1,
+        until=KafkaError.TOPIC_AUTHORIZATION_FAILED,
+    )
+    assert values == [] and errors[-1].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+
+
+def test_secure_kafka_client_certs_a_password_without_a_certificate_is_refused(
+    mtls: Broker,
+) -> None:
+    stolen = {k: v for k, v in producer_config(mtls.clients).items() if k not in CERT_KEYS}
+    assert stolen["sasl.password"] == read_password(mtls.settings, "producer")
+    errors = _refused(stolen)
+    # The broker ends the TLS handshake: no certificate, no SASL login at all.
+    assert _alerts(errors) == {"bad certificate"}, errors
+    # Control: the same client with its certificate is answered.
+    assert _admin(mtls.clients, "producer").list_topics(timeout=10).topics is not None
+
+
+def test_secure_kafka_client_certs_a_certificate_from_another_ca_is_refused(
+    mtls: Broker, tmp_path: Path
+) -> None:
+    cert_file, key_file = _foreign_certificate(tmp_path / "foreign", "producer")
+    config = {
+        **producer_config(mtls.clients),
+        "ssl.certificate.location": str(cert_file),
+        "ssl.key.location": str(key_file),
+    }
+    errors = _refused(config)
+    assert _alerts(errors) == {"bad certificate"}, errors
+
+
+def test_secure_kafka_client_certs_security_check_says_they_are_required(mtls: Broker) -> None:
+    kafka = [f for f in security_check(mtls.settings) if f.area == "kafka"]
+    assert [f.status for f in kafka] == ["ok"], kafka
+    assert ", client certificates from the local CA required, " in kafka[0].text
+
+
+def test_secure_kafka_client_certs_spark_presents_its_keystore(
+    mtls: Broker, mtls_stream: str, spark: SparkSession
+) -> None:
+    c = _with_stream(mtls.clients, mtls_stream)
+    options = spark_kafka_options(c)
+    assert options["kafka.ssl.keystore.type"] == "PKCS12"
+    marker = f"spark-{uuid.uuid4().hex}".encode()
+    assert _produce(c, "producer", f"{mtls_stream}.events", [marker]) == [None]
+    rows = (
+        spark.read.format("kafka")
+        .options(**options)
+        .option("subscribe", f"{mtls_stream}.events")
+        .option("startingOffsets", "earliest")
+        .load()
+        .selectExpr("value")
+        .collect()
+    )
+    assert marker in [bytes(r.value) for r in rows]
+    (
+        spark.createDataFrame([("k", "dead-mtls")], "key string, value string")
+        .write.format("kafka")
+        .options(**options)
+        .option("topic", f"{mtls_stream}.dlq")
+        .save()
+    )
+    dead, errors = _consume(c, "dashboard", f"{mtls_stream}.dlq", count=1, subscribe=True)
+    assert errors == [] and dead == [b"dead-mtls"]

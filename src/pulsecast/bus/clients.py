@@ -4,7 +4,12 @@ The one place where Settings become librdkafka's dotted keys (and the
 ``kafka.``-prefixed options of Spark's Kafka source and sink). With
 ``security.enabled`` every client connects over SASL_SSL as one principal
 (SCRAM-SHA-512, the local CA as trust anchor; see
-:mod:`pulsecast.security.kafka_acl`); otherwise over plaintext.
+:mod:`pulsecast.security.kafka_acl`); otherwise over plaintext. With
+``security.kafka_client_certs`` as well, each client also presents its
+principal's certificate from ``pulsecast security init``
+(``<security dir>/clients/<principal>/``; the broker's own ``kafka`` login uses
+``servers/kafka``): PEM files for librdkafka, the PKCS#12 keystore for Spark's
+Java clients.
 
 Each function takes the whole :class:`~pulsecast.config.Settings`, so no
 client can miss the security switch.
@@ -12,10 +17,15 @@ client can miss the security switch.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from pulsecast.config import Settings
+from pulsecast.security import security_dir
+from pulsecast.security.certs import LeafKind, leaf_dir, read_keystore_password
+from pulsecast.security.errors import CertificateError
 from pulsecast.security.kafka_acl import (
+    BROKER_PRINCIPAL,
     SCRAM_MECHANISM,
     Principal,
     read_password,
@@ -24,6 +34,7 @@ from pulsecast.security.kafka_acl import (
 
 __all__ = [
     "admin_config",
+    "client_cert_dir",
     "consumer_config",
     "producer_config",
     "security_config",
@@ -31,21 +42,51 @@ __all__ = [
 ]
 
 
+def _client_certs(settings: Settings) -> bool:
+    return settings.security.enabled and settings.security.kafka_client_certs
+
+
+def client_cert_dir(settings: Settings, principal: Principal) -> Path:
+    """The folder of the certificate ``principal`` presents to the broker.
+
+    ``clients/<principal>`` for the four client principals, ``servers/kafka``
+    for the broker's own login.
+
+    Raises:
+        CertificateError: The principal has no certificate and key yet.
+    """
+    kind: LeafKind = "server" if principal == BROKER_PRINCIPAL else "client"
+    folder = leaf_dir(security_dir(settings), kind, principal)
+    if not ((folder / "cert.pem").is_file() and (folder / "key.pem").is_file()):
+        msg = f"no client certificate for {principal!r} in {folder}; run `pulsecast security init`"
+        raise CertificateError(msg)
+    return folder
+
+
 def security_config(settings: Settings, principal: Principal) -> dict[str, Any]:
     """The librdkafka keys that authenticate ``principal`` and encrypt (none in plain mode).
 
+    With ``security.kafka_client_certs`` they include the principal's
+    certificate and key (PEM; the key is readable by its owner only).
+
     Raises:
-        SecurityError: Secure mode, and ``principal`` has no password yet.
+        SecurityError: Secure mode, and ``principal`` has no password (or, with
+            client certificates, no certificate) yet.
     """
     if not settings.security.enabled:
         return {}
-    return {
+    config = {
         "security.protocol": "SASL_SSL",
         "sasl.mechanisms": SCRAM_MECHANISM,
         "sasl.username": principal,
         "sasl.password": read_password(settings, principal),
         "ssl.ca.location": str(truststore_file(settings)),
     }
+    if _client_certs(settings):
+        folder = client_cert_dir(settings, principal)
+        config["ssl.certificate.location"] = str(folder / "cert.pem")
+        config["ssl.key.location"] = str(folder / "key.pem")
+    return config
 
 
 def _common(settings: Settings, principal: Principal) -> dict[str, Any]:
@@ -120,11 +161,16 @@ def _jaas_quote(text: str) -> str:
 def spark_kafka_options(settings: Settings, *, principal: Principal = "stream") -> dict[str, str]:
     """Options of Spark's Kafka source and sink: bootstrap servers and, when secure, SASL_SSL.
 
-    The JAAS line holds the password: Spark redacts ``kafka.sasl.jaas.config``
-    in its plans and UI.
+    With ``security.kafka_client_certs`` they add the principal's PKCS#12
+    keystore (key, certificate and CA) and its password.
+
+    The JAAS line and the keystore password are secrets: Spark redacts options
+    whose name or value matches ``spark.redaction.regex`` (``password``) in its
+    plans and UI, and Kafka's Java clients log them as ``[hidden]``.
 
     Raises:
-        SecurityError: Secure mode, and ``principal`` has no password yet.
+        SecurityError: Secure mode, and ``principal`` has no password (or, with
+            client certificates, no keystore) yet.
     """
     options = {"kafka.bootstrap.servers": settings.kafka.bootstrap}
     if not settings.security.enabled:
@@ -134,11 +180,18 @@ def spark_kafka_options(settings: Settings, *, principal: Principal = "stream") 
         f"username={_jaas_quote(principal)} "
         f"password={_jaas_quote(read_password(settings, principal))};"
     )
-    return {
-        **options,
+    options |= {
         "kafka.security.protocol": "SASL_SSL",
         "kafka.sasl.mechanism": SCRAM_MECHANISM,
         "kafka.sasl.jaas.config": jaas,
         "kafka.ssl.truststore.type": "PEM",
         "kafka.ssl.truststore.location": str(truststore_file(settings)),
     }
+    if _client_certs(settings):
+        folder = client_cert_dir(settings, principal)
+        options |= {
+            "kafka.ssl.keystore.type": "PKCS12",
+            "kafka.ssl.keystore.location": str(folder / "keystore.p12"),
+            "kafka.ssl.keystore.password": read_keystore_password(folder),
+        }
+    return options

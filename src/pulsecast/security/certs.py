@@ -7,7 +7,10 @@ names ``localhost`` and ``127.0.0.1``) and per client principal (``producer``,
 Kafka's PEM support and PostgreSQL read). Each leaf folder also holds what a
 JVM wants: ``keystore.p12`` (key, certificate and CA, PKCS#12 with AES-256)
 and its password in ``keystore.password``; ``truststore.pem`` at the top is
-the CA bundle (Kafka reads it with ``ssl.truststore.type=PEM``).
+the CA bundle (Kafka reads it with ``ssl.truststore.type=PEM``). With
+``security.kafka_client_certs`` the client principals' files are what their
+Kafka clients present: ``cert.pem``/``key.pem`` for librdkafka, ``keystore.p12``
+for Spark's Java clients (:func:`read_keystore_password` opens it).
 
 Layout under the security folder (folders ``0700``, keys and passwords ``0600``)::
 
@@ -52,6 +55,7 @@ __all__ = [
     "init_certificates",
     "leaf_dir",
     "load_ca",
+    "read_keystore_password",
     "rotate_certificates",
 ]
 
@@ -252,6 +256,26 @@ def _write_leaf(
     write_private(folder / "keystore.p12", p12)
     write_private(folder / "chain.pem", _cert_pem(cert) + _cert_pem(ca.cert), mode=0o644)
     write_private(folder / "cert.pem", _cert_pem(cert), mode=0o644)
+
+
+def read_keystore_password(folder: Path) -> str:
+    """The password of the ``keystore.p12`` in a leaf's folder (see :func:`leaf_dir`).
+
+    What a JVM peer (the broker, Spark's Kafka clients) needs to open its keystore.
+
+    Raises:
+        CertificateError: The folder has no keystore yet, or its password file is empty.
+    """
+    path = folder / "keystore.password"
+    try:
+        text = path.read_text().strip()
+    except FileNotFoundError:
+        msg = f"no keystore password in {folder}; run `pulsecast security init`"
+        raise CertificateError(msg) from None
+    if not text or not (folder / "keystore.p12").is_file():
+        msg = f"no usable keystore in {folder}; run `pulsecast security init`"
+        raise CertificateError(msg)
+    return text
 
 
 def load_ca(root: Path) -> CertificateAuthority:

@@ -211,7 +211,7 @@ def _properties(path: Path) -> dict[str, str]:
 
 
 def _kafka(settings: Settings) -> list[Finding]:
-    """Whether the local broker runs SASL_SSL with ACLs (from its generated server.properties)."""
+    """SASL_SSL, ACLs and client certificates of the local broker, from its server.properties."""
     if not settings.kafka.is_local:
         return [
             Finding(
@@ -242,14 +242,30 @@ def _kafka(settings: Settings) -> list[Finding]:
                 f"broker last started without SASL_SSL and ACLs ({server}); restart it",
             )
         ]
+    required = props.get("listener.name.sasl_ssl.ssl.client.auth") == "required"
+    certs = (
+        "client certificates from the local CA required" if required else "no client certificates"
+    )
     findings = [
         Finding(
             "kafka",
             "ok",
-            f"SASL_SSL (SCRAM-SHA-512) on port {settings.kafka.port}, no plaintext listener; "
-            "controller mutual TLS; StandardAuthorizer, deny unless an ACL allows",
+            f"SASL_SSL (SCRAM-SHA-512) on port {settings.kafka.port}, {certs}, no plaintext "
+            "listener; controller mutual TLS; StandardAuthorizer, deny unless an ACL allows",
         )
     ]
+    wanted = settings.security.kafka_client_certs
+    if wanted != required:
+        said = "on" if wanted else "off"
+        did = "without" if wanted else "with"
+        findings.append(
+            Finding(
+                "kafka",
+                "warn",
+                f"security.kafka_client_certs is {said} but the broker last started {did} "
+                "requiring client certificates; restart it",
+            )
+        )
     files = [password_file(settings, p) for p in PRINCIPALS]
     missing = [f.name for f in files if not f.is_file()]
     if missing:

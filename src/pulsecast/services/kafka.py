@@ -17,7 +17,11 @@ it is TLS too and requires a client certificate, which only the broker holds
 added when storage is formatted; their passwords reach the storage tool in a
 ``0600`` argument file and the broker through Kafka's ``FileConfigProvider``
 (``<security dir>/kafka/broker.properties``, ``0600``), never a command line
-or ``server.properties``.
+or ``server.properties``. With ``security.kafka_client_certs`` the SASL_SSL
+listener also requires a client certificate from the local CA
+(``listener.name.sasl_ssl.ssl.client.auth=required``, checked against the
+truststore): a second factor, while the SCRAM login still names the principal
+the ACLs see.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ from pathlib import Path
 
 from pulsecast.config import Settings
 from pulsecast.security import security_dir, write_private
-from pulsecast.security.certs import leaf_dir
+from pulsecast.security.certs import leaf_dir, read_keystore_password
+from pulsecast.security.errors import CertificateError
 from pulsecast.security.kafka_acl import (
     BROKER_PRINCIPAL,
     PRINCIPALS,
@@ -111,6 +116,11 @@ class KafkaService(ProcessService):
         return self.settings.security.enabled
 
     @property
+    def client_certs(self) -> bool:
+        """Whether the client listener requires a certificate (``security.kafka_client_certs``)."""
+        return self.secure and self.settings.security.kafka_client_certs
+
+    @property
     def secrets_file(self) -> Path:
         """The ``0600`` properties file the broker's ``FileConfigProvider`` reads secrets from."""
         return kafka_security_dir(self.settings) / "broker.properties"
@@ -151,7 +161,7 @@ class KafkaService(ProcessService):
         return "".join(f"{key}={value}\n" for key, value in props.items())
 
     def _secure_properties(self) -> dict[str, str]:
-        """SASL_SSL for clients, mutual TLS for the controller, ACLs for everything."""
+        """SASL_SSL for clients (plus certificates if configured), controller mTLS, ACLs."""
         k = self.settings.kafka
         secrets = self.secrets_file
         jaas = (
@@ -159,7 +169,7 @@ class KafkaService(ProcessService):
             f'username="{BROKER_PRINCIPAL}" password="${{file:{secrets}:password}}";'
         )
         mechanism = SCRAM_MECHANISM.lower()
-        return {
+        props = {
             "listeners": f"SASL_SSL://{k.host}:{k.port},CONTROLLER://{k.host}:{k.controller_port}",
             "advertised.listeners": f"SASL_SSL://{k.host}:{k.port}",
             "inter.broker.listener.name": "SASL_SSL",
@@ -184,6 +194,12 @@ class KafkaService(ProcessService):
             "allow.everyone.if.no.acl.found": "false",
             "super.users": ";".join(f"User:{name}" for name in SUPER_USERS),
         }
+        if self.client_certs:
+            # Kafka applies ssl.client.auth to a SASL_SSL listener only with the listener
+            # prefix (KIP-684). The principal stays the SASL one: the certificate is a
+            # second factor, not an identity.
+            props["listener.name.sasl_ssl.ssl.client.auth"] = "required"
+        return props
 
     def _write_secrets(self) -> None:
         """Passwords for every principal (made once) and the broker's secrets file."""
@@ -194,7 +210,10 @@ class KafkaService(ProcessService):
             )
             raise ServiceStartError(self.name, reason, None)
         ensure_passwords(self.settings)
-        keystore_password = (self.keystore.parent / "keystore.password").read_text().strip()
+        try:
+            keystore_password = read_keystore_password(self.keystore.parent)
+        except CertificateError as exc:
+            raise ServiceStartError(self.name, str(exc), None) from exc
         body = (
             f"password={read_password(self.settings, BROKER_PRINCIPAL)}\n"
             f"keystore.password={keystore_password}\n"
@@ -330,5 +349,7 @@ class KafkaService(ProcessService):
             version=self.version(),
             data_dir=str(self.log_dirs),
             log_file=str(self.log_file),
-            detail="KRaft, broker+controller" + (", SASL_SSL + ACLs" if self.secure else ""),
+            detail="KRaft, broker+controller"
+            + (", SASL_SSL + ACLs" if self.secure else "")
+            + (", client certificates required" if self.client_certs else ""),
         )

@@ -16,6 +16,7 @@ from pulsecast.security.certs import (
     certificate_status,
     init_certificates,
     leaf_dir,
+    read_keystore_password,
     rotate_certificates,
 )
 from pulsecast.security.errors import CertificateError
@@ -125,6 +126,28 @@ def test_certs_keys_are_pkcs8_and_the_keystore_opens_with_its_password(root: Pat
     chain = (folder / "chain.pem").read_bytes()
     assert x509.load_pem_x509_certificates(chain) == [cert, load(root / "ca" / "ca.pem")]
     assert (root / "truststore.pem").read_bytes() == (root / "ca" / "ca.pem").read_bytes()
+
+
+def test_certs_client_keystores_open_with_read_keystore_password(root: Path) -> None:
+    for name in CLIENT_PRINCIPALS:
+        folder = leaf_dir(root, "client", name)
+        password = read_keystore_password(folder)
+        p12 = pkcs12.load_pkcs12((folder / "keystore.p12").read_bytes(), password.encode())
+        assert p12.cert is not None and p12.cert.certificate == load(folder / "cert.pem")
+        assert p12.cert.friendly_name == name.encode()
+        assert [c.certificate for c in p12.additional_certs] == [load(root / "ca" / "ca.pem")]
+
+
+def test_certs_read_keystore_password_without_a_keystore_says_to_init(root: Path) -> None:
+    folder = leaf_dir(root, "client", "stream")
+    (folder / "keystore.p12").unlink()
+    with pytest.raises(CertificateError) as info:
+        read_keystore_password(folder)
+    assert str(info.value) == f"no usable keystore in {folder}; run `pulsecast security init`"
+    (folder / "keystore.password").unlink()
+    with pytest.raises(CertificateError) as info:
+        read_keystore_password(folder)
+    assert str(info.value) == f"no keystore password in {folder}; run `pulsecast security init`"
 
 
 def test_certs_init_is_idempotent(root: Path) -> None:
