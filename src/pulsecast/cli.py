@@ -764,7 +764,9 @@ def lake_optimize(
     ] = None,
     table: Annotated[
         list[str] | None,
-        typer.Option(help="bronze, silver, gold or panes (repeatable); default all."),
+        typer.Option(
+            help="bronze, silver, gold or panes (the job's state); repeatable; default all."
+        ),
     ] = None,
     since: Annotated[
         str | None,
@@ -856,7 +858,9 @@ def lake_vacuum(
     ] = None,
     table: Annotated[
         list[str] | None,
-        typer.Option(help="bronze, silver, gold or panes (repeatable); default all."),
+        typer.Option(
+            help="bronze, silver, gold or panes (the job's state); repeatable; default all."
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:

@@ -4,7 +4,8 @@ Real Kafka, Spark, Delta, PostgreSQL and an MLflow store (SQLite) in the
 test's folder. The job is started once and never restarted: it trains the
 first forecaster itself (its schedule comes due), forecasts with it, then
 picks up a version promoted by hand, and its forecasts equal what the model
-predicts offline from the gold table.
+predicts offline from the gold table. The forecasts it resolved are in the
+forecast errors table, as ``forecast_vs_actual`` computes them from the scores.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
+import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from pulsecast.analytics import run_analysis
 from pulsecast.analytics.sql import run_sql
 from pulsecast.bus import EventProducer, topic_name
 from pulsecast.bus.consumer import read_since
@@ -187,6 +190,24 @@ def test_the_running_job_retrains_and_hot_loads_each_new_champion(
             (stream, T0 + timedelta(minutes=150)),
         ).fetchall()
     assert versions == [(1, 18, 18), (2, 20, 20)]
+
+    # Each forecast the job resolved is in the errors table, as forecast_vs_actual has it.
+    errors = run_sql(
+        settings,
+        f"SELECT * EXCLUDE (window_date) FROM gold_{stream}_forecast_errors "
+        "ORDER BY key, metric, window_start",
+    ).table.to_pylist()
+    detail = run_analysis(
+        settings, "forecast_vs_actual", {"stream": stream, "since": "min"}
+    ).table.to_pylist()
+    assert len(errors) == scorer.stats.resolved > 0
+    assert {(r["model_version"], r["horizon_min"]) for r in errors} == {(1, 5), (2, 5)}
+    assert len(errors) == len(detail)
+    for found, expected in zip(errors, detail, strict=True):
+        assert found.keys() == expected.keys()
+        for name, value in expected.items():
+            want = pytest.approx(value, rel=1e-12) if isinstance(value, float) else value
+            assert found[name] == want, (name, found, expected)
     published = [
         json.loads(r.value) for r in read_since(settings, topic_name(stream, "predictions"), {0: 0})
     ]

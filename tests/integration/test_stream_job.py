@@ -148,3 +148,27 @@ def test_stream_job_bronze_silver_gold_warehouse_and_dlq(
         "out_of_range",
     ]
     assert {r.headers["pulsecast.source"] for r in dead} == {"stream"}
+
+    # What the job recorded of its batches: every record once, each rejection with its reason
+    # (the repeated event ids too), and a lag from each written event to its silver commit.
+    recorded = run_sql(
+        settings,
+        f"""
+        SELECT measure, reason, sum(n) FROM batches_{stream}
+        WHERE measure IN ('received', 'accepted', 'rejected')
+        GROUP BY measure, reason ORDER BY measure, reason""",
+    )
+    assert recorded.rows == [
+        ("accepted", None, 120),
+        ("received", None, 133),
+        ("rejected", "duplicate", 10),
+        ("rejected", "late", 1),
+        ("rejected", "malformed_json", 1),
+        ("rejected", "out_of_range", 1),
+    ]
+    lags = run_sql(
+        settings,
+        f"SELECT measure, sum(n), min(seconds) > 0 FROM batches_{stream} "
+        "WHERE measure IN ('lag', 'pipeline') GROUP BY measure ORDER BY measure",
+    )
+    assert lags.rows == [("lag", 120, True), ("pipeline", 120, True)]

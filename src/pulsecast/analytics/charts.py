@@ -240,19 +240,42 @@ def forecast_error_bars(table: pa.Table) -> go.Figure:
     return figure
 
 
-def data_quality_bars(table: pa.Table) -> go.Figure:
-    """``data_quality``: per hour, records accepted on time, accepted late and rejected."""
+#: Colours of the rejection reasons' bars, in the order reasons are first met (then reused).
+_REJECTED_COLORS = ("#c0392b", "#8e44ad", "#d35400", "#7f8c8d", "#e74c3c", "#6c3483")
+
+
+def data_quality_bars(table: pa.Table, reasons: pa.Table | None = None) -> go.Figure:
+    """``data_quality``: per hour, records accepted on time, accepted late and rejected.
+
+    With ``reasons`` (the ``rejections`` analysis over the same range), the
+    rejected records are split into one bar per reason.
+    """
     import plotly.graph_objects as go
 
     hours = table["hour"].to_pylist()
     on_time = pc.subtract(table["accepted"], table["late"]).to_pylist()
     figure = _figure("Records per hour of arrival: accepted, late, rejected")
-    for name, values, color in (
-        ("accepted on time", on_time, "#3b6ea5"),
-        ("accepted late", table["late"].to_pylist(), "#e6a23c"),
-        ("rejected", table["rejected"].to_pylist(), "#c0392b"),
-    ):
-        figure.add_trace(go.Bar(x=hours, y=values, name=name, marker={"color": color}))
+    bars: list[tuple[str, list[Any], list[Any], str]] = [
+        ("accepted on time", hours, on_time, "#3b6ea5"),
+        ("accepted late", hours, table["late"].to_pylist(), "#e6a23c"),
+    ]
+    if reasons is None or reasons.num_rows == 0:
+        bars.append(("rejected", hours, table["rejected"].to_pylist(), "#c0392b"))
+    else:
+        names = list(dict.fromkeys(reasons["reason"].to_pylist()))
+        for i, reason in enumerate(names):
+            rows = reasons.filter(pc.equal(reasons["reason"], reason))
+            color = _REJECTED_COLORS[i % len(_REJECTED_COLORS)]
+            bars.append(
+                (
+                    f"rejected: {reason}",
+                    rows["hour"].to_pylist(),
+                    rows["records"].to_pylist(),
+                    color,
+                )
+            )
+    for name, x, values, color in bars:
+        figure.add_trace(go.Bar(x=x, y=values, name=name, marker={"color": color}))
     figure.update_layout(barmode="stack")
     figure.update_yaxes(title={"text": "records"})
     return figure

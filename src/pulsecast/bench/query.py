@@ -22,7 +22,11 @@ default) gets, under a lake root of its own:
   scoring computes them; the scores themselves are drawn (mostly low, about
   one in 200 flagged), and every metric's mean gets a forecast of the next
   ``ml.horizon_min`` minutes, since the benchmark times queries, not the
-  detector.
+  detector;
+- ``gold_<stream>_forecast_errors``: those forecasts resolved against the
+  windows after them, as the streaming job appends them; computed once from
+  the built scores by the analysis ``forecast_vs_actual`` (on DuckDB), whose
+  rule the job's is.
 
 File layout as a lake optimized daily (docs/lake.md) looks: the last
 ``streamed_hours`` of bronze and silver hold one file per micro-batch and
@@ -210,6 +214,7 @@ def dashboard_queries(stream: str, *, key: str, metric: str) -> dict[str, QueryS
         ),
         "dashboard.models.forecast_error": QuerySpec("forecast_error", day),
         "dashboard.quality.data_quality": QuerySpec("data_quality", day),
+        "dashboard.quality.rejections": QuerySpec("rejections", day),
         "dashboard.quality.freshness": QuerySpec("freshness", day),
     }
 
@@ -510,6 +515,37 @@ class _Writer:
             DeltaTable(uri).create_checkpoint()
 
 
+def _forecast_error_rows(scores: Any, settings: Settings, stream: str) -> Any:
+    """The forecast errors table's rows from the scores' (an Arrow dataset), as a dataset.
+
+    The analysis ``forecast_vs_actual`` over every score, on DuckDB: the
+    forecasts whose horizon has passed as of the newest window, resolved as
+    the streaming job resolves them.
+    """
+    import duckdb
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    from pulsecast.analytics.named import get_analysis, render
+    from pulsecast.analytics.sql import prepare_duckdb
+    from pulsecast.ml.live_error import ERRORS_SCHEMA
+
+    sql = render(
+        get_analysis("forecast_vs_actual"),
+        settings,
+        {"stream": stream, "since": "min", "until": "max"},
+    )
+    con = duckdb.connect()
+    try:
+        prepare_duckdb(con)
+        con.register(f"gold_{stream}_scores", scores)
+        rows = con.sql(sql).to_arrow_table()
+    finally:
+        con.close()
+    rows = rows.append_column("window_date", pc.cast(rows["window_start"], "date32"))
+    return ds.dataset(rows.select(ERRORS_SCHEMA.names).cast(ERRORS_SCHEMA))
+
+
 def _scratch(frame: DataFrame, path: Path) -> Any:
     """``frame`` written once as Parquet, opened as an Arrow dataset."""
     import pyarrow.dataset as ds
@@ -574,6 +610,7 @@ def build_lake(
     from pyspark.sql import functions as F
 
     from pulsecast.lake.maintenance import optimize
+    from pulsecast.ml.live_error import ERRORS_SCHEMA
     from pulsecast.stream.scoring import scores_schema
     from pulsecast.stream.transforms import bronze_rows, numeric_fields, parse_events, silver_rows
 
@@ -621,6 +658,8 @@ def build_lake(
     gold = _scratch(gold_frame, scratch / "gold")
     scores = _scratch(_score_rows(silver_back, settings, numeric_fields(spec)), scratch / "scores")
     say(f"  gold and scores computed ({time.monotonic() - started:.0f} s)")
+    errors = _forecast_error_rows(scores, settings, stream)
+    say(f"  forecast errors computed ({time.monotonic() - started:.0f} s)")
 
     writer = _Writer()
     streamed_from = newest - timedelta(hours=streamed_hours)
@@ -631,6 +670,9 @@ def build_lake(
         (tables.gold(stream, window_name), gold, GOLD_PARTITIONS, "window_start", None),
         (tables.scores(stream), scores, ("window_date",), "window_start", scores_schema()),
     ]
+    plan.append(
+        (tables.forecast_errors(stream), errors, ("window_date",), "window_start", ERRORS_SCHEMA)
+    )
     days_total = math.ceil((shape.end_us - shape.start_us) / (86_400 * _US)) + 1
     for uri, data, partitions, time_column, schema in plan:
         streamed = uri in (tables.bronze(stream), tables.silver(stream))
@@ -712,6 +754,7 @@ def _finish(
         f"gold_{stream}_{window_name}": tables.gold(stream, window_name),
         f"gold_{stream}_scores": tables.scores(stream),
     }
+    names[f"gold_{stream}_forecast_errors"] = tables.forecast_errors(stream)
     stats = {name: _table_stats(uri) for name, uri in names.items()}
     silver_rows_ = stats[f"silver_{stream}"][0]
     if silver_rows_ != shape.events:
@@ -761,8 +804,14 @@ def ensure_lake(
     found = BenchLake.read(root)
     if found is not None and found.stream == stream and found.events >= events:
         say(f"reusing the lake in {root}: {found.events:,} events, built {found.end:%Y-%m-%d}")
-        return found
-    return build_lake(spark(), settings, root, events=events, stream=stream, say=say, **options)
+        lake = found
+    else:
+        lake = build_lake(spark(), settings, root, events=events, stream=stream, say=say, **options)
+    if f"batches_{stream}" not in lake.rows:  # a lake built before the job recorded its batches
+        lake = add_batch_stats(spark(), lake, settings, say=say)
+    if f"gold_{stream}_forecast_errors" not in lake.rows:  # or its forecasts' errors
+        lake = add_forecast_errors(lake, settings, say=say)
+    return lake
 
 
 def run_query_benchmark(
@@ -854,3 +903,128 @@ def set_write_times(table: Path, times: dict[int, datetime]) -> None:
                 action["add"]["modificationTime"] = int(moment.timestamp() * 1000)
             lines.append(json.dumps(action))
         commit.write_text("\n".join(lines) + "\n")
+
+
+def add_batch_stats(
+    spark: SparkSession, lake: BenchLake, settings: Settings, *, say: Say = lambda _t: None
+) -> BenchLake:
+    """Add the batches table to a built lake: what the job records of each micro-batch.
+
+    Every record of bronze is judged again (Spark's parse, as the job's), and
+    each micro-batch's rows are made by the job's own function
+    (:func:`~pulsecast.stream.batch_stats.batch_stats_rows`), the batch written
+    when it closed plus the same delay as its silver files. Each day's batches
+    are one file, as the job's compaction leaves them, except the newest
+    ``COMPACT_EVERY - 1`` batches: one file each, the most the job leaves
+    between two compactions.
+    """
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+    from pyspark.sql import functions as F
+
+    from pulsecast.stream.batch_stats import BATCH_STATS_SCHEMA, COMPACT_EVERY, batch_stats_rows
+    from pulsecast.stream.transforms import parse_events
+
+    started = time.monotonic()
+    stream = lake.stream
+    tables = LakeTables(lake.root.resolve().as_uri())
+    uri = tables.batches(stream)
+    scratch = lake.root / "_scratch_batches"
+    start_us = round(lake.start.timestamp() * _US)
+    raw = (
+        spark.read.format("delta")
+        .load(tables.bronze(stream))
+        .withColumnRenamed("kafka_timestamp", "timestamp")
+    )
+    judged = parse_events(raw, stream, settings.streams[stream]).select(
+        F.floor((F.unix_micros("kafka_timestamp") - F.lit(start_us)) / (lake.batch_s * _US))
+        .cast("long")
+        .alias("batch_id"),
+        "reason",
+        "key",
+        "event_time",
+        "ingest_time",
+        "kafka_timestamp",
+    )
+    judged.write.mode("overwrite").parquet(str(scratch))
+    records = ds.dataset(str(scratch)).to_table().sort_by("batch_id")
+    say(f"  bronze judged again per micro-batch ({time.monotonic() - started:.0f} s)")
+    ids = records["batch_id"].to_numpy()
+    bounds = [0, *(i for i in range(1, len(ids)) if ids[i] != ids[i - 1]), len(ids)]
+    delay = timedelta(seconds=1.5)  # as the silver files of _write_batches
+    newest: datetime | None = None
+    made: list[tuple[int, pa.Table]] = []
+    for low, high in itertools.pairwise(bounds):
+        batch = int(ids[low])
+        verdict = records.slice(low, high - low)
+        valid = pc.is_null(verdict["reason"])
+        accepted = verdict.filter(valid)
+        closed = datetime.fromtimestamp((start_us + (batch + 1) * lake.batch_s * _US) / _US, UTC)
+        rows = batch_stats_rows(
+            verdict,
+            batch_id=batch,
+            fresh=valid,
+            written_at=closed + delay,
+            newest_before=newest,
+            entities=pc.count_distinct(accepted["key"]).as_py(),
+        )
+        made.append((batch, rows))
+        batch_newest = pc.max(accepted["event_time"]).as_py()
+        if batch_newest is not None and (newest is None or batch_newest > newest):
+            newest = batch_newest
+    writer = _Writer()
+    streamed = made[-(COMPACT_EVERY - 1) :]
+    compacted = pa.concat_tables(
+        [BATCH_STATS_SCHEMA.empty_table()] + [rows for _, rows in made[: len(made) - len(streamed)]]
+    )
+    for day in pc.unique(compacted["batch_date"]).to_pylist():
+        rows = compacted.filter(pc.equal(compacted["batch_date"], day))
+        writer.write(uri, rows, ["batch_date"], pc.max(rows["written_at"]).as_py())
+    for _, rows in streamed:
+        writer.write(uri, rows, ["batch_date"], rows["written_at"][0].as_py())
+    writer.finish()
+    shutil.rmtree(scratch)
+    return _with_table(lake, f"batches_{stream}", uri, started, say)
+
+
+def add_forecast_errors(
+    lake: BenchLake, settings: Settings, *, say: Say = lambda _t: None
+) -> BenchLake:
+    """Add the forecast errors table to a lake built before the job wrote one.
+
+    Computed from the lake's scores as :func:`build_lake` does, one commit per day.
+    """
+    import pyarrow.compute as pc
+    from deltalake import DeltaTable
+
+    started = time.monotonic()
+    stream = lake.stream
+    tables = LakeTables(lake.root.resolve().as_uri())
+    uri = tables.forecast_errors(stream)
+    scores = DeltaTable(tables.scores(stream)).to_pyarrow_dataset()
+    errors = _forecast_error_rows(scores, settings, stream).to_table()
+    writer = _Writer()
+    for day in sorted(pc.unique(errors["window_date"]).to_pylist()):
+        rows = errors.filter(pc.equal(errors["window_date"], day))
+        writer.write(uri, rows, ["window_date"], pc.max(rows["window_start"]).as_py())
+    writer.finish()
+    return _with_table(lake, f"gold_{stream}_forecast_errors", uri, started, say)
+
+
+def _with_table(lake: BenchLake, name: str, uri: str, started: float, say: Say) -> BenchLake:
+    """``lake`` with the table ``name`` added to its figures, and its marker file rewritten."""
+    import dataclasses
+
+    count, files, size = _table_stats(uri)
+    lake = dataclasses.replace(
+        lake,
+        rows={**lake.rows, name: count},
+        files={**lake.files, name: files},
+        bytes={**lake.bytes, name: size},
+    )
+    (lake.root / MARKER).write_text(json.dumps(lake.as_dict(), indent=2) + "\n")
+    say(f"  {name}: {count:,} rows in {files} files ({time.monotonic() - started:.0f} s)")
+    return lake

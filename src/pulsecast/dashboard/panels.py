@@ -396,12 +396,21 @@ class DashboardData:
         return {"state": "ok", "message": "", "champions": champions, "versions": listed}
 
     def quality(self, *, since: str = "24h", stream: str | None = None) -> PanelResult:
-        """Records accepted, late and rejected per hour, and the lag to the lake."""
+        """Records accepted, late and rejected (per reason) per hour, and the lag to the lake."""
         params = {"stream": self._stream(stream), "since": since}
+
+        def reasons() -> pa.Table:
+            return self._query("rejections", params)
+
         parts = [
             self._panel(partial(self._chart, analysis, params, title=title, empty=empty, draw=draw))
             for analysis, title, empty, draw in (
-                ("data_quality", "Data quality", "no records", charts.data_quality_bars),
+                (
+                    "data_quality",
+                    "Data quality",
+                    "no records",
+                    lambda rows: charts.data_quality_bars(rows, reasons()),
+                ),
                 ("freshness", "Freshness", "nothing landed", _freshness_figure),
             )
         ]

@@ -103,7 +103,8 @@ class MaintainedTable:
     Attributes:
         name: SQL name (``silver_telemetry``).
         uri: Where the Delta table lives.
-        zone: ``bronze``, ``silver``, ``gold`` or ``panes`` (the job's aggregation state).
+        zone: ``bronze``, ``silver``, ``gold`` or ``panes`` (the job's state: pane partials
+            and batch statistics).
         date_column: The date partition column that ``since``/``until`` filter on.
         zorder: Columns ``optimize`` Z-orders by (empty: compaction only).
         file_bytes: Largest file ``optimize`` writes (None: Delta's default, 1 GiB).
@@ -268,9 +269,20 @@ def maintained_tables(
                     SCORES_FILE_BYTES,
                 )
             )
-        if "panes" in wanted:
+            tables.append(
+                MaintainedTable(
+                    f"gold_{stream}_forecast_errors",
+                    lake.forecast_errors(stream),
+                    "gold",
+                    "window_date",
+                )
+            )
+        if "panes" in wanted:  # the job's state: pane partials and batch statistics
             tables.append(
                 MaintainedTable(f"panes_{stream}", lake.panes(stream), "panes", PANE_PARTITIONS[0])
+            )
+            tables.append(
+                MaintainedTable(f"batches_{stream}", lake.batches(stream), "panes", "batch_date")
             )
     return tables
 

@@ -14,7 +14,11 @@ and ``<root>/gold/<stream>_<window>``. SQL names follow the same pattern:
 - panes: the job's state, ``<root>/state/<stream>_panes``: mergeable partial
   aggregates (count, mean, m2, min, max, quantile sketch) per key, metric and
   pane, appended by every micro-batch and merged into gold's windows;
-  partitioned by ``pane_date``.
+  partitioned by ``pane_date``;
+- batches: ``<root>/state/<stream>_batches``, what each micro-batch did
+  (records received, accepted and rejected per reason, lags), written by the
+  job for the dashboard's live panels (:mod:`pulsecast.stream.batch_stats`);
+  partitioned by ``batch_date``.
 
 ``pulsecast lake optimize`` clusters silver by :data:`SILVER_ZORDER`; the
 choices are explained in docs/lake.md.
@@ -71,9 +75,17 @@ class LakeTables:
         """URI of a stream's live anomaly scores (one row per entity, metric and window)."""
         return f"{self.root}/gold/{stream}_scores"
 
+    def forecast_errors(self, stream: str) -> str:
+        """URI of a stream's resolved live forecasts (one row per forecast whose horizon passed)."""
+        return f"{self.root}/gold/{stream}_forecast_errors"
+
     def panes(self, stream: str) -> str:
         """URI of a stream's pane state (partial aggregates gold is made of)."""
         return f"{self.root}/state/{stream}_panes"
+
+    def batches(self, stream: str) -> str:
+        """URI of what each micro-batch of a stream did (:mod:`pulsecast.stream.batch_stats`)."""
+        return f"{self.root}/state/{stream}_batches"
 
     def names(self, stream: str, windows: list[str]) -> dict[str, str]:
         """SQL name → URI of every table of ``stream``."""
@@ -81,5 +93,7 @@ class LakeTables:
         for window in windows:
             tables[f"gold_{stream}_{window}"] = self.gold(stream, window)
         tables[f"gold_{stream}_scores"] = self.scores(stream)
+        tables[f"gold_{stream}_forecast_errors"] = self.forecast_errors(stream)
         tables[f"panes_{stream}"] = self.panes(stream)
+        tables[f"batches_{stream}"] = self.batches(stream)
         return tables

@@ -316,8 +316,8 @@ def _lake(settings: Settings) -> Finding:
         "lake",
         "warn",
         "bronze and silver encrypted (Parquet modular encryption, keystore key 'lake'); "
-        "gold, panes and scores (written by delta-rs), the Delta logs and partition values "
-        "are not",
+        "gold, scores, forecast errors, panes and batch statistics (written by delta-rs), "
+        "the Delta logs and partition values are not",
     )
 
 

@@ -70,9 +70,15 @@ from pulsecast.monitoring.stream_metrics import (
     record_batch,
     serve_metrics,
 )
+from pulsecast.stream.batch_stats import BatchStatsWriter, batch_stats_rows, first_occurrences
 from pulsecast.stream.errors import StreamJobError
 from pulsecast.stream.retrain import Retrainer
-from pulsecast.stream.scoring import ScoreWriter, ensure_scores_table, start_scoring
+from pulsecast.stream.scoring import (
+    ScoreWriter,
+    ensure_forecast_errors_table,
+    ensure_scores_table,
+    start_scoring,
+)
 from pulsecast.stream.transforms import (
     bronze_rows,
     bronze_rows_of_parsed,
@@ -191,6 +197,7 @@ class BatchWriter:
         self._written: dict[str, int] = {}  # newest batch id each sink holds, read once
         self._recent_panes: pa.Table | None = None  # partials later batches may need
         self._recent_ids: pa.Table | None = None  # events later duplicates may repeat
+        self.batch_stats = BatchStatsWriter(self.tables.batches(stream), stream)
 
     # -- tables ------------------------------------------------------------------------------
 
@@ -218,6 +225,7 @@ class BatchWriter:
                 frame.limit(0).write.format("delta").partitionBy(*partitions).mode("ignore").save(
                     uri
                 )
+        self.batch_stats.ensure_table()
 
     @staticmethod
     def _gold_shape(
@@ -270,7 +278,9 @@ class BatchWriter:
                 judged = self._judge(parsed, watermark)
                 # One pass (it fills the cache): every record's verdict, id and times,
                 # for the counts per reason, the newest event time and silver's ids.
-                verdicts = judged.select("reason", "event_id", "event_time", "ingest_time")
+                verdicts = judged.select(
+                    "reason", "event_id", "event_time", "ingest_time", "kafka_timestamp"
+                )
                 verdict = verdicts.toArrow()
                 records = verdict.num_rows
                 if records == 0:
@@ -285,6 +295,10 @@ class BatchWriter:
                     self._dead_letters(judged.where(F.col("reason").isNotNull()))
                     marks.append(("dlq", time.monotonic()))
                 ingested: list[datetime] = []
+                newest_before = self._max_event_time
+                fresh_ids = pa.array([], pa.string())
+                entities = 0
+                repeats = False  # an event id repeats within the batch
                 if valid_count:
                     newest = _local(pc.max(accepted["event_time"]).as_py())
                     if newest is not None and (
@@ -296,11 +310,13 @@ class BatchWriter:
                     ids = accepted.select(["event_id", "event_time"])
                     if pc.count_distinct(ids["event_id"]).as_py() < valid_count:
                         ids = None  # the batch repeats an event id: Spark keeps one of each
+                        repeats = True
                     valid = judged.where(F.col("reason").isNull())
-                    rows, fresh = self._silver(valid, batch_id, watermark, ids)
+                    rows, fresh, fresh_ids = self._silver(valid, batch_id, watermark, ids)
                     cached.append(rows)
                     marks.append(("silver", time.monotonic()))
-                    gold = self._gold(fresh, batch_id, watermark, events=valid_count)
+                    written_at = datetime.now(UTC)
+                    gold, entities = self._gold(fresh, batch_id, watermark, events=valid_count)
                     marks.append(("gold", time.monotonic()))
                     gold_at = time.time()
                     if self.warehouse is not None:
@@ -309,6 +325,7 @@ class BatchWriter:
                     self.stats.gold_rows += len(gold)
                 else:
                     gold_at = time.time()
+                    written_at = datetime.now(UTC)
                 self._max_known_before = batch_id + 1
                 self._finalize()
                 marks.append(("final", time.monotonic()))
@@ -316,6 +333,22 @@ class BatchWriter:
                 bronze = bronze_rows_of_parsed(parsed) if "topic" in carry else bronze_rows(batch)
                 self._append(bronze, "bronze", self.tables.bronze(self.stream), batch_id)
                 marks.append(("bronze", time.monotonic()))
+                written = pc.fill_null(pc.is_in(verdict["event_id"], value_set=fresh_ids), False)
+                if repeats:  # of the copies of an event in the batch, one is written
+                    valid_ids = pc.if_else(
+                        is_valid, verdict["event_id"], pa.scalar(None, pa.string())
+                    )
+                    written = pc.and_(written, first_occurrences(valid_ids))
+                stats_rows = batch_stats_rows(
+                    verdict,
+                    batch_id=batch_id,
+                    fresh=pc.and_(written, is_valid),
+                    written_at=written_at,
+                    newest_before=newest_before,
+                    entities=entities,
+                )
+                self.batch_stats.append(stats_rows, batch_id)
+                marks.append(("stats", time.monotonic()))
                 self.stats.recent.append(
                     BatchTimes(batch_id, records, started_at, gold_at, time.time())
                 )
@@ -425,7 +458,7 @@ class BatchWriter:
         batch_id: int,
         watermark: datetime | None,
         ids: pa.Table | None,
-    ) -> tuple[DataFrame, DataFrame]:
+    ) -> tuple[DataFrame, DataFrame, pa.Array]:
         """Append the batch's events that no earlier batch wrote.
 
         A valid event is not older than the watermark, so only an event of
@@ -446,8 +479,8 @@ class BatchWriter:
                 the batch); None to deduplicate in Spark and read them back.
 
         Returns:
-            The batch's silver rows (maybe persisted: unpersist when done) and
-            the fresh ones among them.
+            The batch's silver rows (maybe persisted: unpersist when done),
+            the fresh ones among them, and the fresh ones' event ids.
         """
         uri = self.tables.silver(self.stream)
         if ids is None:
@@ -468,7 +501,7 @@ class BatchWriter:
         if horizon is not None:
             seen = seen.filter(pc.greater_equal(seen["event_time"], _instant(horizon)))
         self._recent_ids = seen
-        return rows, fresh
+        return rows, fresh, ids["event_id"]
 
     def _ids_in_memory(
         self, uri: str, batch_id: int, after: datetime | None, schema: pa.Schema
@@ -486,7 +519,7 @@ class BatchWriter:
 
     def _gold(
         self, fresh: DataFrame, batch_id: int, watermark: datetime | None, *, events: int
-    ) -> list[tuple[Any, ...]]:
+    ) -> tuple[list[tuple[Any, ...]], int]:
         """Append the batch's pane partials, then remerge every window they touch.
 
         Spark aggregates the batch into pane partials (one job) and merges the
@@ -497,14 +530,15 @@ class BatchWriter:
         or a failure. The pane append and the gold merges are committed from
         here through delta-rs (see :mod:`pulsecast.lake.small_tables`).
 
-        Returns the gold rows written (over all windows) as warehouse rows.
+        Returns the gold rows written (over all windows) as warehouse rows,
+        and the number of keys the batch's events have.
         """
         # At most ``events`` rows: in one partition when few (_ONE_PARTITION_EVENTS).
         source = fresh.coalesce(1) if events <= _ONE_PARTITION_EVENTS else fresh
         computed = pane_partials(source, self.spec, self.pane_s, batch_id)
         new = computed.toArrow()
         if new.num_rows == 0:
-            return []
+            return [], 0
         new = _nullable(new)
         # A window may hold panes up to its size before a valid event's pane,
         # which itself may start up to a pane before the watermark.
@@ -554,7 +588,8 @@ class BatchWriter:
             recent = recent.filter(pc.greater(recent["pane_start"], _instant(horizon - reach)))
         self._recent_panes = recent
         columns = [c for c in WAREHOUSE_COLUMNS if c != "stream"]
-        return [(self.stream, *row.values()) for row in gold.select(columns).to_pylist()]
+        rows = [(self.stream, *row.values()) for row in gold.select(columns).to_pylist()]
+        return rows, len(keys)
 
     def _panes_in_memory(self, after: datetime | None, schema: pa.Schema) -> pa.Table:
         """The recent pane partials (read from the pane table the first time)."""
@@ -746,6 +781,7 @@ class StreamJob:
         TopicAdmin(self.settings).ensure(specs)
         for scorer in self.scorers.values():
             ensure_scores_table(scorer.uri)
+            ensure_forecast_errors_table(scorer.errors_uri)
 
     def _start_query(self, stream: str) -> None:
         job = self.settings.stream

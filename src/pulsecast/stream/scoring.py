@@ -16,6 +16,11 @@ Every scoring micro-batch is a few rows per entity and metric. Its sink:
 
 * the lake table ``gold_<stream>_scores`` (an idempotent delta-rs append per
   batch, so a replayed batch is not written twice);
+* with live forecasts, the lake table ``gold_<stream>_forecast_errors``: the
+  forecasts whose horizon the batch closed, resolved by
+  :class:`~pulsecast.ml.live_error.ForecastCheck` (an idempotent append per
+  batch, before the scores', and compacted every ``compact_every`` appends, so
+  a day is a few files, not one per batch; see :class:`ScoreWriter`);
 * the warehouse tables ``pulsecast.anomaly_scores`` and ``pulsecast.alerts``
   (upserts keyed on stream, key, metric and window start);
 * the topics ``<stream>.predictions`` (every score) and ``<stream>.alerts``
@@ -30,9 +35,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -45,7 +51,14 @@ from pulsecast.bus.topics import topic_name
 from pulsecast.config import DetectorSettings, Settings
 from pulsecast.lake.tables import LakeTables
 from pulsecast.ml.detector import DetectorParams, DetectorState, NoveltyDetector
-from pulsecast.ml.live_error import DriftMonitor, DriftStatus, ForecastCheck
+from pulsecast.ml.live_error import (
+    ERRORS_SCHEMA,
+    ROWS_SCHEMA,
+    DriftMonitor,
+    DriftStatus,
+    ForecastCheck,
+    error_rows,
+)
 from pulsecast.monitoring.metrics import record_forecast_errors, record_scores
 from pulsecast.stream.forecasting import FORECAST_SCHEMA, LiveForecaster
 from pulsecast.stream.transforms import numeric_fields
@@ -64,6 +77,7 @@ __all__ = [
     "STDDEV_SUFFIX",
     "DetectorProcessor",
     "ScoreWriter",
+    "ensure_forecast_errors_table",
     "ensure_scores_table",
     "scored_windows",
     "scores_schema",
@@ -90,6 +104,13 @@ SCORE_COLUMNS = (
 )
 
 _FILES_PER_TRIGGER = 200
+
+#: How far before the scores table's newest window a restart looks for pending forecasts
+#: (a horizon is at most an hour: ``ml.horizon_min``; a day leaves room for any model's).
+SEED_LOOKBACK_S = 86_400
+#: The forecast errors table's compaction packs small files into files of about this size;
+#: larger ones are left alone, so a compaction rewrites at most one such file and the new ones.
+ERRORS_FILE_BYTES = 8 << 20
 
 _STATE = StructType([StructField("detector", BinaryType(), nullable=False)])
 
@@ -249,8 +270,23 @@ class ScoreWriter:
 
     With ``ml.live_forecasts`` it also forecasts each window mean with the
     registry's champion (:mod:`pulsecast.stream.forecasting`), checks earlier
-    forecasts against the windows that followed them and watches the live
-    error for drift (:mod:`pulsecast.ml.live_error`).
+    forecasts against the windows that followed them, appends the resolved
+    ones to ``gold_<stream>_forecast_errors`` and watches the live error for
+    drift (:mod:`pulsecast.ml.live_error`).
+
+    The check lives in memory. On its first batch, and whenever a batch is not
+    the one after the last it wrote in full (the query restarted and replays
+    one, or the last batch failed), the writer takes the pending forecasts back
+    from the scores table
+    (:meth:`ForecastCheck.seed <pulsecast.ml.live_error.ForecastCheck.seed>`).
+    The errors are appended before the scores, so the scores table never holds
+    a window whose resolutions the errors table lacks: a batch replayed after
+    a crash resolves what it resolved before, and its append is skipped if it
+    was done.
+
+    Args:
+        compact_every: Compact the recent partitions of the errors table after
+            this many appends (each append adds a file).
     """
 
     settings: Settings
@@ -260,6 +296,12 @@ class ScoreWriter:
     forecaster: LiveForecaster | None = None
     check: ForecastCheck | None = None
     drift: DriftMonitor | None = None
+    compact_every: int = 50
+    #: The batch id that continues the check's state (None: take it from the scores table).
+    _next_batch: int | None = field(default=None, init=False, repr=False)
+    #: Appends to the errors table since its last compaction, and their oldest date.
+    _appends: int = field(default=0, init=False, repr=False)
+    _appended_since: date | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         ml = self.settings.ml
@@ -277,12 +319,23 @@ class ScoreWriter:
         """The lake table of the scores."""
         return LakeTables.from_settings(self.settings).scores(self.stream)
 
+    @property
+    def errors_uri(self) -> str:
+        """The lake table of the resolved forecasts."""
+        return LakeTables.from_settings(self.settings).forecast_errors(self.stream)
+
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         """Write one scoring micro-batch everywhere (each sink idempotent or keyed)."""
+        expected, self._next_batch = self._next_batch, None  # set again once all is written
+        if self.check is not None and batch_id != expected:
+            self.seed()
         rows = batch.toArrow()  # a few rows per entity and metric; computed once
         if rows.num_rows == 0:
+            self._next_batch = batch_id + 1
             return
-        rows = self._forecast(batch.sparkSession, rows)
+        rows, resolved = self._forecast(batch.sparkSession, rows)
+        # The errors first: see the class's description.
+        self.write_errors(resolved, batch_id)
         self._lake(rows, batch_id)
         records = rows.to_pylist()
         if self.warehouse is not None:
@@ -300,11 +353,106 @@ class ScoreWriter:
             batch_id,
             flagged,
         )
+        self._next_batch = batch_id + 1
 
-    def _forecast(self, spark: SparkSession, rows: pa.Table) -> pa.Table:
-        """``rows`` with ``forecast``, ``horizon_min`` and ``model_version`` (null if none)."""
+    def seed(self) -> None:
+        """Take the check's pending forecasts back from the scores table (after a restart).
+
+        Creates the errors table if it does not exist. The forecasts pending
+        are those whose horizon has not passed as of the table's newest window
+        (:meth:`ForecastCheck.seed <pulsecast.ml.live_error.ForecastCheck.seed>`),
+        among its windows of the last :data:`SEED_LOOKBACK_S`.
+        """
+        from deltalake import DeltaTable
+
+        from pulsecast.lake.small_tables import read_since
+
+        if self.check is None:
+            return
+        ensure_forecast_errors_table(self.errors_uri)
+        if not DeltaTable.is_deltatable(self.uri):
+            return
+        newest = _newest_window(self.uri)
+        if newest is None:
+            return
+        after = newest - timedelta(seconds=SEED_LOOKBACK_S)
+        written = read_since(self.uri, "window_start", after, date_column="window_date")
+        newest_s = int(newest.timestamp())
+        self.check.seed(_check_rows(written), newest_s=newest_s)
+        log.info(
+            "%s: %d forecasts pending as of %s taken back from the scores table",
+            self.stream,
+            self.check.pending,
+            newest.isoformat(),
+        )
+
+    def write_errors(self, resolved: pa.Table, batch_id: int) -> None:
+        """Append resolved forecasts to the errors table as ``batch_id`` (once); compact it.
+
+        Args:
+            resolved: Rows of :data:`~pulsecast.ml.live_error.RESOLVED_SCHEMA`.
+            batch_id: The scoring batch that resolved them (an append of a
+                batch id the table holds already is skipped).
+        """
+        import pyarrow.compute as pc
+
+        from pulsecast.lake.small_tables import append_once
+
+        if resolved.num_rows == 0:
+            return
+        rows = error_rows(resolved)
+        app_id = f"pulsecast-forecast-errors-{self.stream}"
+        if not append_once(self.errors_uri, rows, app_id, batch_id):
+            return
+        oldest = pc.min(rows["window_date"]).as_py()
+        if self._appended_since is None or oldest < self._appended_since:
+            self._appended_since = oldest
+        self._appends += 1
+        if self._appends >= self.compact_every:
+            self.compact_errors(self._appended_since)
+            self._appends = 0
+            self._appended_since = None
+
+    def compact_errors(self, since: date) -> None:
+        """Pack the errors table's small files of ``since`` and later days (no vacuum).
+
+        The files replaced stay on storage, for readers of older versions,
+        until a vacuum of the table removes them. A
+        compaction that fails (another writer's commit in between) is logged
+        and left to the next one: the batch's rows are written already.
+        """
+        from deltalake import DeltaTable
+        from deltalake.exceptions import DeltaError
+
+        started = time.monotonic()
+        try:
+            result = DeltaTable(self.errors_uri).optimize.compact(
+                partition_filters=[("window_date", ">=", since.isoformat())],
+                target_size=ERRORS_FILE_BYTES,
+            )
+        except (DeltaError, OSError) as exc:
+            log.warning("compacting %s's forecast errors failed: %s", self.stream, exc)
+            return
+        log.info(
+            "compacted %s's forecast errors since %s: %s files into %s in %.3f s",
+            self.stream,
+            since.isoformat(),
+            result.get("numFilesRemoved"),
+            result.get("numFilesAdded"),
+            time.monotonic() - started,
+        )
+
+    def _forecast(self, spark: SparkSession, rows: pa.Table) -> tuple[pa.Table, pa.Table]:
+        """``rows`` with ``forecast``, ``horizon_min`` and ``model_version`` (null if none).
+
+        Returns:
+            Those rows, and the forecasts they resolve (:data:`RESOLVED_SCHEMA
+            <pulsecast.ml.live_error.RESOLVED_SCHEMA>`; none without a champion).
+        """
         import pyarrow as pa
         import pyarrow.compute as pc
+
+        from pulsecast.ml.live_error import RESOLVED_SCHEMA
 
         seconds = pc.divide(
             pc.cast(pc.cast(rows["window_start"], pa.timestamp("us", tz="UTC")), pa.int64()),
@@ -317,19 +465,22 @@ class ScoreWriter:
         joined = rows.join(made, ["key", "metric", "window_s"], join_type="left outer")
         self.stats.forecasts += made.num_rows
         champion = None if self.forecaster is None else self.forecaster.champion
+        resolved = RESOLVED_SCHEMA.empty_table()
         if champion is not None and self.check is not None and self.drift is not None:
             self.stats.model_version = champion.version
             self.drift.watch(champion.version, champion.holdout_mae)
             means = joined.filter(pc.is_in(joined["metric"], pa.array(champion.model.spec.metrics)))
             resolved = self.check.add(
-                means.append_column("horizon_s", pc.multiply(means["horizon_min"], 60))
+                means.append_column("horizon_s", pc.multiply(means["horizon_min"], 60)),
+                # Any series' newest window closes horizons, as in forecast_vs_actual.
+                newest_s=pc.max(joined["window_s"]).as_py(),
             )
             self.drift.add(resolved)
             for group in resolved.group_by("metric").aggregate([("abs_error", "list")]).to_pylist():
                 record_forecast_errors(self.stream, group["metric"], group["abs_error_list"])
             self.stats.resolved += resolved.num_rows
             self.stats.drift = self.drift.status()
-        return joined.drop_columns(["window_s"])
+        return joined.drop_columns(["window_s"]), resolved
 
     def _lake(self, rows: pa.Table, batch_id: int) -> None:
         import pyarrow as pa
@@ -405,8 +556,63 @@ def scores_schema() -> pa.Schema:
     )
 
 
+#: How a stream's scores and forecast errors tables end (LakeTables.scores, .forecast_errors).
+
+
+def _newest_window(uri: str) -> datetime | None:
+    """The start of the newest window in a scores table (None when it is empty).
+
+    From the files' statistics in the Delta log; from the rows when a file has none.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from deltalake import DeltaTable
+
+    table = DeltaTable(uri)
+    files = pa.table(table.get_add_actions(flatten=True))
+    if files.num_rows == 0:
+        return None
+    column = "max.window_start"
+    if column in files.column_names and files[column].null_count == 0:
+        newest = pc.max(files[column]).as_py()
+    else:
+        newest = pc.max(table.to_pyarrow_dataset().to_table(columns=["window_start"])[0]).as_py()
+    if newest is None:
+        return None
+    moment: datetime = newest
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _check_rows(scores: pa.Table) -> pa.Table:
+    """Rows of the scores table as :data:`~pulsecast.ml.live_error.ROWS_SCHEMA`."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    micros = pc.cast(pc.cast(scores["window_start"], pa.timestamp("us", tz="UTC")), pa.int64())
+    columns = {
+        "key": scores["key"],
+        "metric": scores["metric"],
+        "window_s": pc.divide(micros, 1_000_000),
+        "value": scores["value"],
+        "count": scores["count"],
+        "forecast": scores["forecast"],
+        "horizon_s": pc.multiply(pc.cast(scores["horizon_min"], pa.int64()), 60),
+        "model_version": scores["model_version"],
+    }
+    return pa.table(columns).cast(ROWS_SCHEMA)
+
+
 #: Columns added to the scores table after its first release, with their Delta types.
 _ADDED_COLUMNS = {"forecast": "double", "horizon_min": "integer", "model_version": "long"}
+
+
+def ensure_forecast_errors_table(uri: str) -> None:
+    """Create the forecast errors table (empty, partitioned by window date) if it does not exist."""
+    from deltalake import DeltaTable, write_deltalake
+
+    if not DeltaTable.is_deltatable(uri):
+        empty = ERRORS_SCHEMA.empty_table()
+        write_deltalake(uri, empty, partition_by=["window_date"], mode="ignore")
 
 
 def ensure_scores_table(uri: str) -> None:

@@ -5,7 +5,8 @@ Two entities (m-1, m-2), known times on Monday 2026-05-04 and Tuesday 2026-05-05
 The tables have the columns the streaming job writes; the scores table has the
 forecast columns of live forecasting (forecast, horizon_min, model_version).
 The silver files' write times in the Delta log are set to known instants, so
-``lake_files`` and the freshness analysis are deterministic.
+``lake_files`` is deterministic; the batches table holds what the streaming
+job records of the same two micro-batches.
 """
 
 from __future__ import annotations
@@ -96,6 +97,42 @@ def _scores() -> pa.Table:
     )
 
 
+# The forecasts of _scores whose horizon has passed, as the job resolves them (key, metric,
+# window start, model version, horizon, forecast, actual): 10:00's forecast of m-1 covers
+# 10:01 and 10:02, (62*2 + 66*2)/4 = 64; 10:01's covers 10:02 and 10:03, 68; m-2's covers
+# 10:01, whose mean is 0. 10:03's (5 minutes) is pending: the newest window starts at 10:03.
+RESOLVED: list[tuple[Any, ...]] = [
+    ("m-1", "temperature_c", at(4, 10, 0), 3, 2, 61.0, 64.0),
+    ("m-1", "temperature_c", at(4, 10, 1), 4, 2, 63.0, 68.0),
+    ("m-2", "temperature_c", at(4, 10, 0), 3, 1, 72.0, 0.0),
+]
+
+
+def _forecast_errors() -> pa.Table:
+    from pulsecast.ml.live_error import ERRORS_SCHEMA
+
+    errors = [r[6] - r[5] for r in RESOLVED]
+    return pa.table(
+        {
+            "key": [r[0] for r in RESOLVED],
+            "metric": [r[1] for r in RESOLVED],
+            "window_start": pa.array([r[2] for r in RESOLVED], UTC_TS),
+            "window_date": pa.array([r[2].date() for r in RESOLVED], pa.date32()),
+            "model_version": pa.array([r[3] for r in RESOLVED], pa.int64()),
+            "horizon_min": pa.array([r[4] for r in RESOLVED], pa.int32()),
+            "forecast": [r[5] for r in RESOLVED],
+            "actual": [r[6] for r in RESOLVED],
+            "error": errors,
+            "abs_error": [abs(e) for e in errors],
+            "pct_error": [
+                100 * abs(e) / abs(r[6]) if r[6] else None
+                for e, r in zip(errors, RESOLVED, strict=True)
+            ],
+        },
+        schema=ERRORS_SCHEMA,
+    )
+
+
 # Kafka records: partition, offset, Kafka timestamp.
 RECORDS = [
     (0, 0, at(4, 10, 0, 5)),
@@ -113,8 +150,12 @@ BATCHES = {
     # the second event is older than batch 0's newest: accepted late
     1: [((0, 4), at(4, 11, 0, 0)), ((1, 0), at(4, 9, 59, 0))],
 }
-# When each batch's silver files were written (their Delta log's modificationTime).
+# When each batch's silver files were written (their Delta log's modificationTime, and
+# the end of the batch's silver commit in the batches table).
 WRITTEN = {0: at(4, 10, 0, 12), 1: at(4, 11, 0, 10)}
+# The records of each batch, and why the job rejected those it did not write to silver.
+BATCH_RECORDS = {0: [(0, 0), (0, 1), (0, 2), (0, 3)], 1: [(0, 4), (0, 5), (1, 0)]}
+REJECTED = {(0, 3): "malformed_json", (0, 5): "duplicate"}
 
 
 def _bronze() -> pa.Table:
@@ -155,12 +196,46 @@ def _silver(batch: int) -> pa.Table:
     )
 
 
+def _batch_stats(batch: int) -> pa.Table:
+    """What the streaming job records of ``batch`` (``batch_stats_rows``)."""
+    from pulsecast.stream.batch_stats import batch_stats_rows
+
+    sent = {(p, o): ts for p, o, ts in RECORDS}
+    times = {c: t for events in BATCHES.values() for c, t in events}
+    records = BATCH_RECORDS[batch]
+    reasons = [REJECTED.get(c) for c in records]
+    reasons = [None if r == "duplicate" else r for r in reasons]
+    verdict = pa.table(
+        {
+            "reason": pa.array(reasons, pa.string()),
+            "event_id": [
+                None if r else f"e-{p}-{o}" for (p, o), r in zip(records, reasons, strict=True)
+            ],
+            "event_time": pa.array([times.get(c, sent[c]) for c in records], UTC_TS),
+            "ingest_time": pa.array([sent[c] for c in records], UTC_TS),
+            "kafka_timestamp": pa.array([sent[c] for c in records], UTC_TS),
+        }
+    )
+    newest = [t for b in BATCHES if b < batch for _, t in BATCHES[b]]
+    return batch_stats_rows(
+        verdict,
+        batch_id=batch,
+        fresh=pa.array([c not in REJECTED for c in records]),
+        written_at=WRITTEN[batch],
+        newest_before=max(newest) if newest else None,
+        entities=1,
+    )
+
+
 def write_lake(root: Path) -> None:
     """The fixture lake of ``telemetry`` under ``root``."""
     write_deltalake(
         root / "gold/telemetry_1m", _gold(), partition_by=["window_date", "window_hour"]
     )
     write_deltalake(root / "gold/telemetry_scores", _scores(), partition_by=["window_date"])
+    write_deltalake(
+        root / "gold/telemetry_forecast_errors", _forecast_errors(), partition_by=["window_date"]
+    )
     write_deltalake(root / "bronze/telemetry", _bronze(), partition_by=["ingest_date"])
     for batch in BATCHES:
         write_deltalake(
@@ -170,6 +245,13 @@ def write_lake(root: Path) -> None:
             mode="append",
         )
     set_write_times(root / "silver/telemetry", WRITTEN)
+    for batch in BATCHES:
+        write_deltalake(
+            root / "state/telemetry_batches",
+            _batch_stats(batch),
+            partition_by=["batch_date"],
+            mode="append",
+        )
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
@@ -25,8 +26,9 @@ from pulsecast.analytics.named import (
 from pulsecast.analytics.sql import DuckDBEngine, run_sql
 from pulsecast.bench.query import set_write_times
 from pulsecast.config import Settings
+from pulsecast.stream.batch_stats import BATCH_STATS_SCHEMA, RELATIVE_ACCURACY
 from pulsecast.testing import settings_for
-from tests.unit.analytics.conftest import SINCE, at
+from tests.unit.analytics.conftest import SINCE, _batch_stats, at
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
 
@@ -136,6 +138,47 @@ def test_named_forecast_error(lake: Settings) -> None:
         ("m-1", "temperature_c", 4, 1, 5.0, 5.0, 5.0, 500 / 68),
         ("m-2", "temperature_c", 3, 1, 72.0, 72.0, -72.0, None),
     ]
+    assert rows(lake, "forecast_error", key="m-2") == [
+        ("m-2", "temperature_c", 3, 1, 72.0, 72.0, -72.0, None),
+    ]
+    assert rows(lake, "forecast_error", metric="cpu_util") == []
+    # until: made before 10:01; since: made at 10:01 or later
+    assert [r[:3] for r in rows(lake, "forecast_error", until="2026-05-04T10:01")] == [
+        ("m-1", "temperature_c", 3),
+        ("m-2", "temperature_c", 3),
+    ]
+    assert [r[:3] for r in rows(lake, "forecast_error", since="2026-05-04T10:01")] == [
+        ("m-1", "temperature_c", 4),
+    ]
+    assert rows(lake, "forecast_error", since="2026-05-05") == []
+
+
+def test_named_forecast_error_reads_the_errors_table_not_the_scores(lake: Settings) -> None:
+    sql = render(get_analysis("forecast_error"), lake, {"since": SINCE}, now=NOW)
+    assert "gold_telemetry_forecast_errors" in sql
+    assert "gold_telemetry_scores" not in sql
+
+
+def test_fixture_forecast_errors_are_what_the_live_check_resolves_from_the_scores(
+    lake: Settings,
+) -> None:
+    from pulsecast.ml.live_error import ForecastCheck, error_rows
+    from pulsecast.stream.scoring import _check_rows
+
+    scores = run_sql(lake, "SELECT * FROM gold_telemetry_scores ORDER BY window_start").table
+    check = ForecastCheck(step_s=60)
+    # One batch per window start, oldest first, as scoring closes them.
+    starts = sorted(set(scores["window_start"].to_pylist()))
+    resolved = [
+        check.add(_check_rows(scores.filter(pc.equal(scores["window_start"], s)))) for s in starts
+    ]
+    found = error_rows(pa.concat_tables(resolved)).sort_by([("key", "ascending")])
+    table = run_sql(lake, "SELECT * FROM gold_telemetry_forecast_errors ORDER BY key, window_start")
+    assert found.to_pylist() == table.table.select(found.schema.names).to_pylist()
+    detail = rows(lake, "forecast_vs_actual", since="min")
+    assert [tuple(r.values()) for r in found.drop_columns(["window_date"]).to_pylist()] == [
+        (r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9]) for r in detail
+    ]
 
 
 def test_named_data_quality(lake: Settings) -> None:
@@ -157,14 +200,32 @@ def test_named_freshness(lake: Settings) -> None:
     assert columns(lake, "freshness") == [
         "hour", "batches", "events", "lag_p50_s", "lag_p95_s", "lag_max_s", "pipeline_p95_s"
     ]  # fmt: skip
+
     # batch 0 written at 10:00:12: lags 12, 11, 10 s; from ingest 7, 6, 5 s.
     # batch 1 written at 11:00:10: lags 10 and 3,670 s (the late event); from ingest 9 and 7 s.
+    # Quantiles are the events' (the smallest lag with at least that share of the events
+    # at or below it), read from histograms: within 2%. The largest lag is exact.
+    def near(seconds: float) -> Any:
+        return pytest.approx(seconds, rel=RELATIVE_ACCURACY)
+
     assert rows(lake, "freshness") == [
-        (at(4, 10), 1, 3, 11.0, pytest.approx(11.9), 12.0, pytest.approx(6.9)),
-        (at(4, 11), 1, 2, 1840.0, pytest.approx(3487.0), 3670.0, pytest.approx(8.9)),
+        (at(4, 10), 1, 3, near(11.0), near(12.0), 12.0, near(7.0)),
+        (at(4, 11), 1, 2, near(10.0), near(3670.0), 3670.0, near(9.0)),
     ]
     assert rows(lake, "freshness", since="2026-05-04T11:00Z") == [
-        (at(4, 11), 1, 2, 1840.0, pytest.approx(3487.0), 3670.0, pytest.approx(8.9)),
+        (at(4, 11), 1, 2, near(10.0), near(3670.0), 3670.0, near(9.0)),
+    ]
+
+
+def test_named_rejections(lake: Settings) -> None:
+    assert columns(lake, "rejections") == ["hour", "reason", "records", "rate"]
+    # 10:00: offset 3 was malformed. 11:00: offset 5 repeated an event id silver held.
+    assert rows(lake, "rejections") == [
+        (at(4, 10), "malformed_json", 1, 0.25),
+        (at(4, 11), "duplicate", 1, 1 / 3),
+    ]
+    assert rows(lake, "rejections", until="2026-05-04T11:00Z") == [
+        (at(4, 10), "malformed_json", 1, 0.25),
     ]
 
 
@@ -361,39 +422,47 @@ def test_named_engine_builds_lake_files_once_per_version(
 
     monkeypatch.setattr(sql_module, "lake_files", counted)
     engine = DuckDBEngine(settings)
+    per_table = (
+        "SELECT table_name, count(*) FROM lake_files "
+        "WHERE table_name = 'silver_telemetry' GROUP BY table_name"
+    )
     try:
-        params = {"since": SINCE}
-        first = run_analysis(settings, "freshness", params, engine=engine, now=NOW).rows
-        run_analysis(settings, "throughput", params, engine=engine, now=NOW)
-        run_analysis(settings, "freshness", params, engine=engine, now=NOW)
-        assert built == [4]  # once, for the tables' versions
+        assert engine.query(per_table).rows == [("silver_telemetry", 3)]
+        engine.query("SELECT count(*) FROM lake_files")
+        assert len(built) == 1  # once, for the tables' versions
         # A new micro-batch of silver, written at 12:00:05: lake_files is built again.
         _append_silver(root, _silver_event(2, at(4, 12), at(4, 12, 0, 1)), at(4, 12, 0, 5))
-        assert run_analysis(settings, "freshness", params, engine=engine, now=NOW).rows == [
-            *first,
-            (at(4, 12), 1, 1, 5.0, 5.0, 5.0, 4.0),
-        ]
-        assert built == [4, 4]
+        assert engine.query(per_table).rows == [("silver_telemetry", 4)]
+        assert len(built) == 2
     finally:
         engine.close()
 
 
-def test_named_data_quality_reads_batches_from_a_day_before_the_window(
+def test_named_live_panels_read_only_the_batches_of_the_window(
     lake_root: Path, tmp_path: Path
 ) -> None:
     root = tmp_path / "lake"
     shutil.copytree(lake_root, root)
     settings = settings_for(tmp_path / "state", lake={"uri": root.as_uri()})
-    # A batch ingested on May 1, long before the window, with a clock far ahead (May 5):
-    # older than a day before the window, it is neither read nor what later events are
-    # late against.
-    _append_silver(root, _silver_event(-1, at(5, 0), at(1, 0)), at(1, 0, 0, 5))
+    # A batch written on May 1, long before the window: its partition is not read.
+    old = _batch_stats(0).to_pylist()
+    for row in old:
+        row["batch_id"], row["written_at"], row["batch_date"] = -1, at(1, 0), at(1, 0).date()
+    write_deltalake(
+        root / "state/telemetry_batches",
+        pa.Table.from_pylist(old, schema=BATCH_STATS_SCHEMA),
+        partition_by=["batch_date"],
+        mode="append",
+    )
+    for name in ("data_quality", "freshness", "throughput", "rejections"):
+        sql = render(get_analysis(name), settings, {"since": "2026-05-04T11:00Z"}, now=NOW)
+        scans = [s for s in explain(settings, sql).scans if s.table == "batches_telemetry"]
+        assert scans, name
+        # May 1's partition is pruned, and batch 0's file by its statistics (10:00).
+        assert [(s.files_read, s.files_total) for s in scans] == [(1, 3)], name
     assert rows(settings, "data_quality", since="2026-05-04T11:00Z") == [
         (at(4, 11), 3, 2, 1, 1, 1 / 3, 0.5),
     ]
-    sql = render(get_analysis("data_quality"), settings, {"since": "2026-05-04T11:00Z"}, now=NOW)
-    silver = next(s for s in explain(settings, sql).scans if s.table == "silver_telemetry")
-    assert (silver.files_read, silver.files_total) == (3, 4)
 
 
 def test_named_lake_files_and_portable_functions(lake: Settings) -> None:
@@ -403,8 +472,10 @@ def test_named_lake_files_and_portable_functions(lake: Settings) -> None:
         "FROM lake_files GROUP BY table_name ORDER BY table_name",
     ).rows
     assert files == [
+        ("batches_telemetry", 2, 21, 0, 1),
         ("bronze_telemetry", 1, 7, None, None),
         ("gold_telemetry_1m", 4, 7, None, None),
+        ("gold_telemetry_forecast_errors", 1, 3, None, None),
         ("gold_telemetry_scores", 2, 8, None, None),
         ("silver_telemetry", 3, 5, 0, 1),
     ]

@@ -113,6 +113,27 @@ def test_bench_lake_has_the_requested_events(
     ).rows[0]
     assert files[0] >= 100
     assert files[2] <= lake.end + timedelta(minutes=2)
+    # What the job records of each batch: every record of bronze, every event of silver.
+    per_measure = dict(
+        run_sql(
+            settings,
+            "SELECT measure, sum(n) FROM batches_telemetry "
+            "WHERE measure IN ('received', 'accepted', 'rejected') GROUP BY measure",
+        ).rows
+    )
+    assert per_measure == {
+        "received": lake.records,
+        "accepted": EVENTS,
+        "rejected": lake.records - EVENTS,
+    }
+    batches = run_sql(
+        settings,
+        "SELECT count(DISTINCT batch_id) FROM batches_telemetry WHERE measure = 'lag'",
+    ).rows[0][0]
+    assert [(batches,)] == run_sql(
+        settings, "SELECT count(DISTINCT batch_id) FROM silver_telemetry"
+    ).rows
+    assert lake.files["batches_telemetry"] <= 99 + 2  # the newest batches, and a file a day
     # The scores as `pulsecast lake optimize` leaves them: Z-ordered by key and series.
     from deltalake import DeltaTable
 

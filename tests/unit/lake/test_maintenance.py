@@ -59,13 +59,17 @@ def test_maintained_tables_every_zone_of_every_stream(settings: Settings) -> Non
         "gold_telemetry_1m",
         "gold_telemetry_5m",
         "gold_telemetry_scores",
+        "gold_telemetry_forecast_errors",
         "panes_telemetry",
+        "batches_telemetry",
         "bronze_series",
         "silver_series",
         "gold_series_1m",
         "gold_series_5m",
         "gold_series_scores",
+        "gold_series_forecast_errors",
         "panes_series",
+        "batches_series",
     ]
     assert [t.zorder for t in tables if t.zone == "silver"] == [("key",), ("key",)]
     assert {t.name: t.zorder for t in tables if t.zorder and t.zone == "gold"} == {
@@ -77,9 +81,12 @@ def test_maintained_tables_every_zone_of_every_stream(settings: Settings) -> Non
         "event_date",
         "window_date",
         "pane_date",
+        "batch_date",
     }
     only = maintained_tables(settings, streams=["series"], zones=["gold"])
-    assert [t.name for t in only] == ["gold_series_1m", "gold_series_5m", "gold_series_scores"]
+    assert [t.name for t in only] == [
+        "gold_series_1m", "gold_series_5m", "gold_series_scores", "gold_series_forecast_errors"
+    ]  # fmt: skip
 
 
 def test_maintained_tables_scores_write_conf(settings: Settings) -> None:

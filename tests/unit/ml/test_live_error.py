@@ -48,6 +48,7 @@ def test_a_forecast_resolves_once_its_horizon_has_closed_to_the_count_weighted_m
             "forecast": 12.0,
             "actual": 15.5,
             "abs_error": 3.5,
+            "horizon_s": HORIZON,
         }
     ]
     assert check.pending == 0
@@ -82,6 +83,7 @@ def resolved(minutes: range, error: float, version: int = 1) -> pa.Table:
                 "forecast": 0.0,
                 "actual": error,
                 "abs_error": error,
+                "horizon_s": HORIZON,
             }
             for m in minutes
         ]
@@ -121,3 +123,39 @@ def test_a_metric_without_a_holdout_error_is_never_judged(holdout: dict[str, flo
     monitor.watch(1, holdout)
     monitor.add(resolved(range(40), 100.0))
     assert not monitor.status().drifting
+
+
+def test_a_seeded_check_resolves_what_the_check_it_replaces_would_have() -> None:
+    # Each batch closes the windows of every entity up to a minute, as the watermark does.
+    batches = [
+        batch(("a", 0, 10.0, 2, 11.0), ("b", 0, 5.0, 1, 4.0)),
+        batch(("a", 1, 12.0, 1, 13.0), ("b", 1, 6.0, 3, None)),
+        batch(("a", 2, 14.0, 2, None), ("a", 3, 20.0, 1, 21.0), ("b", 3, 7.0, 1, 9.0)),
+        batch(("a", 4, 22.0, 1, None), ("b", 4, 1.0, 1, None)),
+        batch(("a", 5, 2.0, 1, None), ("b", 6, 3.0, 2, None)),
+        batch(("a", 7, 1.0, 1, None), ("b", 7, 8.0, 1, None)),
+    ]
+    uninterrupted = ForecastCheck(step_s=STEP)
+    expected = [uninterrupted.add(b).to_pylist() for b in batches]
+    # Minute 3 resolves a@0 and b@0; minute 4 a@1; minute 6 a@3 and b@3.
+    assert [[(r["key"], r["window_s"] // STEP) for r in e] for e in expected[3:]] == [
+        [("a", 1)],
+        [("a", 3), ("b", 3)],
+        [],
+    ]
+    # A restart after batch 2: the check is taken back from the windows written so far.
+    seeded = ForecastCheck(step_s=STEP)
+    seeded.seed(pa.concat_tables(batches[:3]), newest_s=3 * STEP)
+    assert seeded.pending == 3  # a@1, a@3 and b@3 (a@0's and b@0's horizons have passed)
+    assert seeded.add(batches[2]).num_rows == 0  # a replayed batch: taken already
+    assert seeded.pending == 3
+    assert [seeded.add(b).to_pylist() for b in batches[3:]] == expected[3:]
+    assert seeded.pending == uninterrupted.pending == 0
+
+
+def test_the_newest_window_of_any_series_closes_horizons() -> None:
+    check = ForecastCheck(step_s=STEP)
+    check.add(batch(("a", 0, 1.0, 1, 2.0), ("a", 1, 3.0, 1, None), ("a", 2, 3.0, 1, None)))
+    # The batch of minute 3 holds no window of metric t, but another series' closes minute 3.
+    resolved = check.add(batch(), newest_s=3 * STEP).to_pylist()
+    assert [(r["window_s"], r["actual"]) for r in resolved] == [(0, 3.0)]

@@ -1,43 +1,63 @@
 -- Lag from event time to the lake, per hour the events landed: median, p95 and worst.
--- An event lands in the lake when the streaming job writes its silver file;
--- each file's write time is in the table's Delta log (lake_files), and the
--- file's batch_id statistics say which micro-batch wrote it. lag_s is from
--- the event's time to that write, pipeline_s from its ingest time (when the
--- producer sent it) to that write: the part the platform is responsible for.
--- Files rewritten by pulsecast lake optimize hold several batches and a later
--- write time; their events are left out.
+-- An event lands in the lake when the streaming job's silver commit of its
+-- micro-batch finishes. The job records, with each batch, histograms of the
+-- seconds from each event's time (lag_s) and from its ingest time, when the
+-- producer sent it (pipeline_s: the part the platform is responsible for), to
+-- that moment (batches_<stream>, see pulsecast.stream.batch_stats): the
+-- quantiles here are read from the hour's summed histograms, within 2% of the
+-- exact ones; lag_max_s is exact.
 --
 -- param: stream: stream = telemetry -- the stream
 -- param: since: timestamp = 7d -- earliest write
 -- param: until: timestamp = max -- writes before this
-WITH written AS (
-  SELECT f.min_batch_id AS batch_id, max(f.written_at) AS written_at
-  FROM lake_files AS f
-  WHERE f.table_name = 'silver_{stream}'
-    AND f.min_batch_id = f.max_batch_id
-    AND f.written_at >= {since}
-    AND f.written_at < {until}
-  GROUP BY f.min_batch_id
+WITH recent AS (
+  SELECT date_trunc('hour', b.written_at) AS hour, b.batch_id, b.measure, b.seconds, b.n
+  FROM batches_{stream} AS b
+  WHERE b.measure IN ('accepted', 'lag', 'pipeline', 'lag_max')
+    AND b.batch_date >= CAST({since} AS DATE)
+    AND b.batch_date <= CAST({until} AS DATE)
+    AND b.written_at >= {since}
+    AND b.written_at < {until}
 ),
-lags AS (
-  SELECT w.written_at, s.batch_id,
-         pc_seconds(s.event_time, w.written_at) AS lag_s,
-         pc_seconds(s.ingest_time, w.written_at) AS pipeline_s
-  FROM silver_{stream} AS s
-  JOIN written AS w ON w.batch_id = s.batch_id
-  -- ingest time precedes the write: this lets the files' statistics skip the
-  -- rest of silver (a day of margin for a job that was stopped for a while).
-  WHERE s.ingest_time >= {since} - INTERVAL 1 DAY
-    AND s.ingest_time < {until}
+buckets AS (
+  SELECT hour, measure, seconds, sum(n) AS n
+  FROM recent
+  WHERE measure IN ('lag', 'pipeline')
+  GROUP BY hour, measure, seconds
+),
+-- Each bucket with the events at or below it, out of the hour's events.
+ranked AS (
+  SELECT hour, measure, seconds,
+         sum(n) OVER (PARTITION BY hour, measure ORDER BY seconds
+                      ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS upto,
+         sum(n) OVER (PARTITION BY hour, measure) AS total
+  FROM buckets
+),
+quantiles AS (
+  SELECT hour,
+         min(CASE WHEN measure = 'lag' AND upto >= 0.5 * total THEN seconds END) AS lag_p50_s,
+         min(CASE WHEN measure = 'lag' AND upto >= 0.95 * total THEN seconds END) AS lag_p95_s,
+         min(CASE WHEN measure = 'pipeline' AND upto >= 0.95 * total THEN seconds END)
+           AS pipeline_p95_s
+  FROM ranked
+  GROUP BY hour
+),
+landed AS (
+  SELECT hour,
+         count(DISTINCT CASE WHEN measure = 'accepted' THEN batch_id END) AS batches,
+         sum(CASE WHEN measure = 'accepted' THEN n ELSE 0 END) AS events,
+         max(CASE WHEN measure = 'lag_max' THEN seconds END) AS lag_max_s
+  FROM recent
+  GROUP BY hour
 )
 SELECT
-  date_trunc('hour', written_at) AS hour,
-  count(DISTINCT batch_id) AS batches,
-  count(*) AS events,
-  percentile_cont(0.5) WITHIN GROUP (ORDER BY lag_s) AS lag_p50_s,
-  percentile_cont(0.95) WITHIN GROUP (ORDER BY lag_s) AS lag_p95_s,
-  max(lag_s) AS lag_max_s,
-  percentile_cont(0.95) WITHIN GROUP (ORDER BY pipeline_s) AS pipeline_p95_s
-FROM lags
-GROUP BY date_trunc('hour', written_at)
-ORDER BY hour
+  l.hour,
+  CAST(l.batches AS BIGINT) AS batches,
+  CAST(l.events AS BIGINT) AS events,
+  q.lag_p50_s,
+  q.lag_p95_s,
+  l.lag_max_s,
+  q.pipeline_p95_s
+FROM landed AS l
+JOIN quantiles AS q ON q.hour = l.hour
+ORDER BY l.hour
