@@ -162,6 +162,28 @@ def one_line(exc: BaseException) -> str:
     return ": ".join(p for p in parts if p)
 
 
+#: Spark failures that mean the result did not fit the driver, and what to do about it.
+_TOO_LARGE = ("TaskResultLost", "spark.driver.maxResultSize")
+
+
+def spark_failure(text: str) -> str:
+    """A Java exception's report from Spark (py4j's many lines) as one line.
+
+    The innermost ``Caused by:`` says what happened (the outer ones only say
+    where); a result too large for the driver gets what to do about it.
+    """
+    lines = text.splitlines()
+    causes = [line.removeprefix("Caused by: ") for line in lines if line.startswith("Caused by: ")]
+    # Without a cause, py4j's report is "An error occurred while calling ...", then ": <error>".
+    thrown = [line.removeprefix(": ") for line in lines if line.startswith(": ")]
+    line = (causes[-1:] or thrown[:1] or [text.strip()])[0].strip()
+    line = re.sub(r"^(org\.apache\.spark\.|java\.\w+\.)\S*?(\w+Exception): ", r"\2: ", line)
+    if any(marker in text for marker in _TOO_LARGE):
+        line += " (the result is too large for the Spark driver: filter the query, or raise"
+        line += " spark.driver_memory)"
+    return line
+
+
 def _open_delta(name: str, uri: str) -> Any:
     """The Delta table at ``uri``; None when there is none yet."""
     from deltalake import DeltaTable
@@ -439,6 +461,7 @@ class SparkEngine:
 
     def query(self, sql: str) -> QueryResult:
         """See :class:`SqlEngine`."""
+        from py4j.protocol import Py4JJavaError
         from pyspark.errors import PySparkException
 
         self.register(sql)
@@ -446,6 +469,8 @@ class SparkEngine:
             return QueryResult(self.session.sql(sql).toArrow())
         except PySparkException as exc:
             raise QueryError(str(exc).splitlines()[0]) from exc
+        except Py4JJavaError as exc:  # a failure pyspark does not translate (a lost result)
+            raise QueryError(spark_failure(str(exc))) from exc
 
     def close(self) -> None:
         """Nothing to release: the session is the process's, shared."""
