@@ -162,8 +162,11 @@ def one_line(exc: BaseException) -> str:
     return ": ".join(p for p in parts if p)
 
 
-#: Spark failures that mean the result did not fit the driver, and what to do about it.
-_TOO_LARGE = ("TaskResultLost", "spark.driver.maxResultSize")
+#: Spark failures that mean the result did not fit the driver, and what to do about each.
+_TOO_LARGE = {
+    "TaskResultLost": "raise spark.driver_memory",
+    "spark.driver.maxResultSize": "raise spark.driver.maxResultSize in spark.conf",
+}
 
 
 def spark_failure(text: str) -> str:
@@ -178,9 +181,12 @@ def spark_failure(text: str) -> str:
     thrown = [line.removeprefix(": ") for line in lines if line.startswith(": ")]
     line = (causes[-1:] or thrown[:1] or [text.strip()])[0].strip()
     line = re.sub(r"^(org\.apache\.spark\.|java\.\w+\.)\S*?(\w+Exception): ", r"\2: ", line)
-    if any(marker in text for marker in _TOO_LARGE):
-        line += " (the result is too large for the Spark driver: filter the query, or raise"
-        line += " spark.driver_memory)"
+    for marker, advice in _TOO_LARGE.items():
+        if marker in text:
+            line += (
+                f" (the result is too large for the Spark driver: filter the query, or {advice})"
+            )
+            break
     return line
 
 

@@ -27,6 +27,19 @@ def test_spark_failure_names_the_innermost_cause_and_what_to_do() -> None:
     )
 
 
+def test_spark_failure_over_the_result_size_limit_names_that_limit() -> None:
+    text = (
+        "An error occurred while calling o9.collectToPython.\n"
+        ": org.apache.spark.SparkException: Job aborted due to stage failure: Total size of "
+        "serialized results of 3 tasks (1034.2 MiB) is bigger than spark.driver.maxResultSize "
+        "(1024.0 MiB)\n\tat x.y(Z.scala:1)\n"
+    )
+    assert spark_failure(text).endswith(
+        "(the result is too large for the Spark driver: filter the query, or raise "
+        "spark.driver.maxResultSize in spark.conf)"
+    )
+
+
 def test_spark_failure_without_a_cause_is_the_error_thrown() -> None:
     text = (
         "An error occurred while calling o12.collect.\n"

@@ -5,7 +5,7 @@
 -- events it wrote to silver and rejected the others: dead-lettered (invalid:
 -- malformed_json, missing_field, wrong_type, out_of_range...; or late: older
 -- than the watermark) or dropped as the repeat of an event id silver already
--- held (duplicate). The rejections analysis splits them by reason. late counts
+-- held or an earlier record of the same batch held (duplicate). The rejections analysis splits them by reason. late counts
 -- accepted events older than the newest event time of the batches before
 -- theirs (out of order, within the allowed lateness). Events rejected before
 -- Kafka (by the HTTP ingest or a producer) never reach the job and are not
@@ -22,8 +22,9 @@ WITH hours AS (
          sum(CASE WHEN b.measure = 'out_of_order' THEN b.n ELSE 0 END) AS late
   FROM batches_{stream} AS b
   WHERE b.measure IN ('received', 'accepted', 'rejected', 'out_of_order')
-    -- a batch is written after its records arrived: earlier days hold none of them
-    AND b.batch_date >= CAST({since} AS DATE)
+    -- a batch is written after its records arrived, unless the producer's clock (the
+    -- Kafka timestamp's) runs ahead of the job's: a day of margin before the window
+    AND b.batch_date >= CAST({since} - INTERVAL 1 DAY AS DATE)
     AND b.minute >= {since}
     AND b.minute < {until}
   GROUP BY date_trunc('hour', b.minute)
@@ -34,7 +35,7 @@ SELECT
   CAST(accepted AS BIGINT) AS accepted,
   CAST(rejected AS BIGINT) AS rejected,
   CAST(late AS BIGINT) AS late,
-  CAST(rejected AS DOUBLE) / received AS rejected_rate,
+  CAST(rejected AS DOUBLE) / NULLIF(received, 0) AS rejected_rate,
   CAST(late AS DOUBLE) / NULLIF(accepted, 0) AS late_rate
 FROM hours
 ORDER BY hour

@@ -16,8 +16,9 @@ WITH received AS (
   SELECT b.minute, sum(b.n) AS received
   FROM batches_{stream} AS b
   WHERE b.measure = 'received'
-    -- a batch is written after its records arrived: earlier days hold none of them
-    AND b.batch_date >= CAST({since} AS DATE)
+    -- a batch is written after its records arrived, unless the producer's clock (the
+    -- Kafka timestamp's) runs ahead of the job's: a day of margin before the window
+    AND b.batch_date >= CAST({since} - INTERVAL 1 DAY AS DATE)
     AND b.minute >= {since}
     AND b.minute < {until}
   GROUP BY b.minute
