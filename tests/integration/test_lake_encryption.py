@@ -13,6 +13,7 @@ import struct
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -20,19 +21,24 @@ import pytest
 from deltalake import DeltaTable
 
 from pulsecast.analytics.sql import QueryError, lake_tables, run_sql
+from pulsecast.bus import EventProducer
 from pulsecast.config import Settings
 from pulsecast.lake.tables import LakeTables
 from pulsecast.security.keys import keystore_for
 from pulsecast.security.lake_crypto import (
     LAKE_KEY,
+    LakeCrypto,
     disable_on_session,
     enable_on_session,
     encryption_config,
 )
+from pulsecast.stream.job import StreamJob
 from pulsecast.stream.session import spark_session
-from tests.integration.conftest import small_spark
+from pulsecast.testing import telemetry_event
+from tests.integration.conftest import StreamFactory, job_settings, small_spark
 
 NUMBER = 918273.645
+T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
 
 @dataclass
@@ -145,17 +151,21 @@ def test_lake_encryption_no_plaintext_value_on_disk(lake: Lake) -> None:
     assert checkpoints and all(p.read_bytes()[:4] == b"PAR1" for p in checkpoints)
 
 
-def test_lake_encryption_leaves_the_delta_rs_zones_readable_by_delta_rs(
+def test_lake_encryption_spark_encrypts_the_job_zones_too(
     spark,  # type: ignore[no-untyped-def]
     lake: Lake,
 ) -> None:
-    # The history backfill writes gold and pane state with Spark; the job reads and
-    # rewrites them with delta-rs, which cannot open encrypted files.
+    # The history backfill writes gold and pane state with Spark: encrypted as the job's
+    # own commits are, and read back (decrypted) by the job's readers.
     uri = LakeTables.from_settings(lake.settings).panes("enc")
-    spark.createDataFrame([(1, "x")], "id long, name string").write.format("delta").save(uri)
+    spark.createDataFrame([(1, lake.marker)], "id long, name string").write.format("delta").save(
+        uri
+    )
     files = list(Path(uri.removeprefix("file://")).rglob("*.parquet"))
-    assert files and all(p.read_bytes()[:4] == b"PAR1" for p in files)
-    assert DeltaTable(uri).to_pyarrow_dataset().to_table().num_rows == 1
+    assert files and all(p.read_bytes()[:4] == b"PARE" for p in files)
+    crypto = LakeCrypto.from_settings(lake.settings)
+    assert crypto is not None
+    assert crypto.readable(DeltaTable(uri).to_pyarrow_dataset()).to_table().num_rows == 1
 
 
 def test_lake_encryption_statistics_kept_for_batch_id_only(lake: Lake) -> None:
@@ -249,3 +259,79 @@ def test_lake_encryption_survives_master_key_rotation(
     got = spark.read.format("delta").load(str(lake.path)).orderBy("id").collect()
     assert [tuple(r) for r in got] == lake.rows
     assert leaks(lake.path, lake.marker) == {}
+
+
+def test_lake_encryption_stream_job_encrypts_every_table(
+    spark,  # type: ignore[no-untyped-def]
+    lake: Lake,
+    stream_factory: StreamFactory,
+    tmp_path: Path,
+) -> None:
+    """The job's own commits (gold, panes, scores, batch statistics) are encrypted, and read."""
+    base, stream = stream_factory()
+    settings = job_settings(small_spark(base), tmp_path)
+    detector = settings.ml.detector.model_copy(
+        update={"trigger_interval_s": 1.0, "delay_s": 0, "warmup_points": 0, "min_slot_obs": 0}
+    )
+    settings = settings.model_copy(
+        update={
+            "security": lake.settings.security,  # the lake fixture's keystore, key on the session
+            "ml": settings.ml.model_copy(update={"detector": detector}),
+        }
+    )
+    enable_on_session(spark, settings)
+    marker = f"pulsecast-secret-{uuid.uuid4().hex}"
+    keys = [f"{marker}-m{m}" for m in range(3)]
+    events = [
+        telemetry_event(key, when=T0 + timedelta(seconds=4 * i), event_id=f"{key}-{i}")
+        for i in range(45)
+        for key in keys
+    ]
+    with EventProducer(settings) as producer:
+        assert producer.send(stream, events).accepted == len(events)
+    stats = StreamJob(spark, settings, streams=[stream]).run(until_idle=True, max_seconds=240)
+    assert stats[stream].valid == len(events)
+
+    tables = LakeTables.from_settings(settings)
+    uris = {
+        "gold_1m": tables.gold(stream, "1m"),
+        "panes": tables.panes(stream),
+        "scores": tables.scores(stream),
+        "batches": tables.batches(stream),
+    }
+    root = Path(settings.lake_uri.removeprefix("file://"))
+    for name, uri in uris.items():
+        files = [
+            p
+            for p in Path(uri.removeprefix("file://")).rglob("*.parquet")
+            if "_delta_log" not in p.parts
+        ]
+        assert files, name
+        for path in files:
+            data = path.read_bytes()
+            assert data[:4] == b"PARE" and data[-4:] == b"PARE", path
+        with pytest.raises(OSError, match="Could not read encrypted metadata"):
+            pq.read_table(files[0])
+    # No key in plaintext anywhere in the lake: data files, logs, checkpoints.
+    found = {
+        str(p.relative_to(root))
+        for p in root.rglob("*")
+        if p.is_file() and marker[:24].encode() in p.read_bytes()
+    }
+    assert found == set()
+
+    # DuckDB (the analyses and the dashboard's engine) and Spark read them.
+    gold = run_sql(
+        settings,
+        f"SELECT key, count(*), sum(count) FROM gold_{stream}_1m "
+        "WHERE metric = 'temperature_c' GROUP BY key ORDER BY key",
+    )
+    assert gold.rows == [(key, 3, 45) for key in keys]  # 12:00, 12:01 and 12:02
+    assert run_sql(settings, f"SELECT count(*) FROM panes_{stream}").rows[0][0] > 0
+    scored = run_sql(settings, f"SELECT count(DISTINCT key) FROM gold_{stream}_scores")
+    assert scored.rows == [(len(keys),)]
+    batches = run_sql(settings, f"SELECT sum(n) FROM batches_{stream} WHERE measure = 'accepted'")
+    assert batches.rows == [(len(events),)]
+    frame = spark.read.format("delta").load(uris["gold_1m"])
+    assert frame.where("metric = 'temperature_c'").count() == 3 * len(keys)
+    assert spark.read.format("delta").load(uris["scores"]).count() > 0

@@ -91,9 +91,11 @@ def _readable_protocol(table: Any) -> bool:
 
 
 def _encrypted(name: str, settings: Settings) -> bool:
-    from pulsecast.security.lake_crypto import ENCRYPTED_ZONES, lake_encrypted
+    """Whether ``name``'s files may be encrypted: every table of an encrypted lake."""
+    from pulsecast.security.lake_crypto import lake_encrypted
 
-    return lake_encrypted(settings) and name.split("_", 1)[0] in ENCRYPTED_ZONES
+    del name  # every zone: Spark's tables and those committed from the job's driver
+    return lake_encrypted(settings)
 
 
 def _files(table: Any, root: str, partitions: list[str]) -> list[str] | None:

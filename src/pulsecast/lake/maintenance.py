@@ -375,8 +375,9 @@ def optimize(
     results: list[OptimizeResult] = []
     tables = maintained_tables(settings, streams=streams, zones=zones)
     if lake_encrypted(settings):
-        # Gold and panes are written and read by delta-rs, which cannot open the encrypted
-        # files a Spark rewrite would leave: they stay as delta-rs wrote them.
+        # Gold and the job's state are committed from the driver, encrypted by pyarrow with
+        # no value statistics in their Delta logs (pulsecast.lake.encrypted); what a Spark
+        # rewrite would put in their logs has not been checked, so they are left alone.
         skipped = [t.name for t in tables if t.zone in _DELTA_RS_ZONES]
         if skipped and progress is not None:
             progress(f"not optimizing {', '.join(skipped)}: the lake is encrypted (delta-rs zones)")

@@ -10,6 +10,12 @@ protocol's optimistic concurrency applies between the two writers
 (``pulsecast lake optimize`` runs on Spark). Rows are replaced by predicate
 (one commit that removes what matches and adds the new rows), the way Spark's
 ``replaceWhere`` does.
+
+When the lake is encrypted, callers pass its
+:class:`~pulsecast.security.lake_crypto.LakeCrypto` (``crypto``): delta-rs
+cannot write or read encrypted Parquet, so the rows go through
+:mod:`pulsecast.lake.encrypted` (pyarrow writes the files encrypted, delta-rs
+commits them). Without it, nothing changes.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+    from pulsecast.security.lake_crypto import LakeCrypto
 
 __all__ = [
     "append_once",
@@ -36,15 +44,28 @@ def literal(moment: datetime) -> str:
     return f"'{moment.astimezone(UTC).isoformat()}'"
 
 
-def append_once(uri: str, rows: pa.Table, app_id: str, version: int) -> bool:
+def append_once(
+    uri: str, rows: pa.Table, app_id: str, version: int, *, crypto: LakeCrypto | None = None
+) -> bool:
     """Append ``rows`` as ``version`` of writer ``app_id``, unless the table holds it already.
 
     The version is recorded in the same commit (a Delta application
     transaction), so a replayed micro-batch is not appended twice.
 
+    Args:
+        uri: The table (it exists).
+        rows: The rows, in the table's columns.
+        app_id: The writer.
+        version: The writer's version of these rows (its batch id).
+        crypto: The lake's encryption (None: the lake is not encrypted).
+
     Returns:
         Whether it appended.
     """
+    if crypto is not None:
+        from pulsecast.lake import encrypted
+
+        return encrypted.append_once(uri, rows, app_id, version, crypto)
     from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 
     table = DeltaTable(uri)
@@ -89,21 +110,34 @@ def quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def replace(uri: str, rows: pa.Table, predicate: str) -> None:
+def replace(uri: str, rows: pa.Table, predicate: str, *, crypto: LakeCrypto | None = None) -> None:
     """Replace every row matching ``predicate`` with ``rows`` (which all match it), atomically.
 
     One commit removes the matching rows (rewriting the files that hold
     them) and adds ``rows``. (delta-rs's MERGE and UPDATE would do, but they
     write string columns as Arrow ``string_view``, which pyarrow datasets,
-    and so DuckDB over them, then fail to filter.)
+    and so DuckDB over them, then fail to filter.) With ``crypto``, the files
+    are encrypted (:func:`pulsecast.lake.encrypted.replace`).
     """
+    if crypto is not None:
+        from pulsecast.lake import encrypted
+
+        encrypted.replace(uri, rows, predicate, crypto)
+        return
     from deltalake import write_deltalake
 
     write_deltalake(uri, rows, mode="overwrite", predicate=predicate)
 
 
-def mark_final(uri: str, predicate: str) -> int:
-    """Set ``is_final`` on the open rows matching ``predicate``; returns how many changed."""
+def mark_final(uri: str, predicate: str, *, crypto: LakeCrypto | None = None) -> int:
+    """Set ``is_final`` on the open rows matching ``predicate``; returns how many changed.
+
+    With ``crypto``, see :func:`pulsecast.lake.encrypted.mark_final`.
+    """
+    if crypto is not None:
+        from pulsecast.lake import encrypted
+
+        return encrypted.mark_final(uri, predicate, crypto)
     import pyarrow as pa
     import pyarrow.compute as pc
     from deltalake import DeltaTable, QueryBuilder
@@ -138,16 +172,25 @@ def mark_final(uri: str, predicate: str) -> int:
     return changed
 
 
-def read_since(uri: str, column: str, after: datetime | None, *, date_column: str) -> pa.Table:
+def read_since(
+    uri: str,
+    column: str,
+    after: datetime | None,
+    *,
+    date_column: str,
+    crypto: LakeCrypto | None = None,
+) -> pa.Table:
     """The table's rows with ``column`` later than ``after`` (all rows if None).
 
     ``date_column`` (the partition column holding ``column``'s date) prunes
-    the files read.
+    the files read; with ``crypto`` they are decrypted.
     """
     import pyarrow.dataset as ds
     from deltalake import DeltaTable
 
     dataset = DeltaTable(uri).to_pyarrow_dataset()
+    if crypto is not None:
+        dataset = crypto.readable(dataset)
     if after is None:
         return dataset.to_table()
     instant = after.astimezone(UTC)

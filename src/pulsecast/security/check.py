@@ -315,9 +315,9 @@ def _lake(settings: Settings) -> Finding:
     return Finding(
         "lake",
         "warn",
-        "bronze and silver encrypted (Parquet modular encryption, keystore key 'lake'); "
-        "gold, scores, forecast errors, panes and batch statistics (written by delta-rs), "
-        "the Delta logs and partition values are not",
+        "every table's data files encrypted (Parquet modular encryption, keystore key "
+        "'lake'); the Delta logs (file names, partition values, row counts, bronze and "
+        "silver's batch_id min/max) are not",
     )
 
 

@@ -10,28 +10,33 @@ key*. That master key is the keystore's ``lake`` data key
 master key re-wraps the ``lake`` key in ``keystore.json`` and rewrites no
 Parquet file.
 
+Every data file of every lake table is encrypted: those Spark writes, and
+those the job commits from its driver with delta-rs (gold, pane state, scores,
+forecast errors, batch statistics), which pyarrow writes encrypted and delta-rs
+only commits. The Delta logs (file names, partition values, row counts) are not.
+
 Three parts, one per reader and writer:
 
 - Spark: :func:`enable_on_session` adds two small Java classes (the KMS client
-  and a crypto factory that encrypts the files of :data:`ENCRYPTED_ZONES` only,
-  and never the Delta log's checkpoints, because delta-rs must read those and
-  the other zones), compiled once with the Janino compiler
+  and a crypto factory that encrypts the files of :data:`ENCRYPTED_ZONES`, the
+  lake's zones, and never the Delta log's checkpoints, because delta-rs must
+  read those), compiled once with the Janino compiler
   that Spark ships (a JRE suffices), and sets the Hadoop properties of
-  :func:`hadoop_conf` on the session. It also limits the Delta log's column
-  statistics of new tables to :data:`STATS_COLUMNS`, which would otherwise
-  copy min/max *values* in plaintext into ``_delta_log``.
-- pyarrow / DuckDB: :func:`readable_dataset` rebuilds a ``deltalake`` dataset
-  with :func:`decryption_config`, whose KMS client unwraps keys exactly as
-  parquet-mr's ``KeyToolkit.encryptKeyLocally`` wrapped them
-  (:func:`wrap_key_locally`, :func:`unwrap_key_locally`).
+  :func:`hadoop_conf` on the session. Reading, it decrypts any encrypted file,
+  in whatever folder, and opens plaintext ones. It also limits the Delta log's
+  column statistics of new tables to :data:`STATS_COLUMNS`, which would
+  otherwise copy min/max *values* in plaintext into ``_delta_log``.
+- pyarrow / DuckDB: :class:`LakeCrypto` holds the crypto factory and KMS
+  client whose keys unwrap exactly as parquet-mr's ``KeyToolkit.encryptKeyLocally``
+  wrapped them (:func:`wrap_key_locally`, :func:`unwrap_key_locally`): it
+  writes files as Spark does (:mod:`pulsecast.lake.encrypted`) and rebuilds a
+  ``deltalake`` dataset so that it decrypts (:func:`readable_dataset`).
 - :func:`lake_encrypted` says whether the lake is to be encrypted
   (``security.encrypt_lake``, default ``security.enabled``).
 
 The lake key travels to the JVM in the Hadoop property :data:`KEYS_PROPERTY`,
 whose name contains ``secret`` so that Spark redacts it in its UI and logs.
-The zones delta-rs writes (gold, scores, pane state) are not encrypted, even
-when Spark writes to them (the history backfill): this build of delta-rs has no
-Parquet encryption, and could not read them back; see docs/security.md.
+See docs/security.md.
 """
 
 from __future__ import annotations
@@ -45,6 +50,8 @@ import subprocess
 import tempfile
 import zipfile
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -63,6 +70,7 @@ __all__ = [
     "KEYS_PROPERTY",
     "LAKE_KEY",
     "STATS_COLUMNS",
+    "LakeCrypto",
     "crypto_jar",
     "decryption_config",
     "disable_on_session",
@@ -84,8 +92,9 @@ log = logging.getLogger(__name__)
 LAKE_KEY = "lake"
 #: Hadoop property carrying the lake keys to the JVM's KMS client ("id:base64,...").
 KEYS_PROPERTY = "pulsecast.lake.keys.secret"
-#: Lake zones (folders) whose Parquet files are encrypted: those only Spark writes and reads.
-ENCRYPTED_ZONES = ("bronze", "silver")
+#: Lake zones (folders) whose Parquet files Spark encrypts: all of them. (The tables of gold
+#: and state that delta-rs commits are encrypted by :class:`LakeCrypto`'s writers.)
+ENCRYPTED_ZONES = ("bronze", "silver", "gold", "state")
 #: Columns whose min/max the Delta log keeps (non-sensitive): the job's micro-batch id.
 STATS_COLUMNS = ("batch_id",)
 
@@ -171,7 +180,7 @@ def hadoop_conf(key: bytes) -> dict[str, str]:
         KEYS_PROPERTY: f"{LAKE_KEY}:{encoded}",
         "parquet.encryption.uniform.key": LAKE_KEY,
         "parquet.encryption.data.key.length.bits": "256",
-        # Only the zones Spark alone writes and reads: delta-rs cannot open encrypted files.
+        # The lake's zones: not the Parquet files Spark writes elsewhere (model data, say).
         "pulsecast.lake.encrypt.zones": ",".join(ENCRYPTED_ZONES),
     }
 
@@ -325,16 +334,87 @@ def kms_client_factory(keys: Mapping[str, bytes]) -> Callable[[Any], Any]:
     return make
 
 
-def _crypto_factory(key: bytes) -> Any:
-    import pyarrow.parquet.encryption as pe
+@dataclass(frozen=True)
+class LakeCrypto:
+    """Encrypts and decrypts the lake's Parquet files from Python (pyarrow), as Spark does.
 
-    return pe.CryptoFactory(kms_client_factory({LAKE_KEY: key}))
+    Built once from the settings (:meth:`from_settings`) and passed to the
+    writers and readers of the lake's small tables: its crypto factory caches
+    the key-encryption keys, so files written with one object share them.
 
+    Args:
+        key: The plaintext lake key (:func:`lake_key`).
+    """
 
-def _kms_config(key: bytes) -> Any:
-    import pyarrow.parquet.encryption as pe
+    key: bytes = field(repr=False)
 
-    return pe.KmsConnectionConfig(kms_instance_id=f"pulsecast-{key_fingerprint(key)}")
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LakeCrypto | None:
+        """The lake's encryption; None when the lake is not encrypted (:func:`lake_encrypted`).
+
+        Raises:
+            KeystoreError: The keystore was wrapped by another master key.
+            UnwrapError: The stored lake key does not open (tampered).
+        """
+        return cls(lake_key(settings)) if lake_encrypted(settings) else None
+
+    @cached_property
+    def factory(self) -> Any:
+        """A ``pyarrow.parquet.encryption.CryptoFactory`` over the lake key."""
+        import pyarrow.parquet.encryption as pe
+
+        return pe.CryptoFactory(kms_client_factory({LAKE_KEY: self.key}))
+
+    @cached_property
+    def kms(self) -> Any:
+        """The ``KmsConnectionConfig``: the key's fingerprint as instance id, as Spark's."""
+        import pyarrow.parquet.encryption as pe
+
+        return pe.KmsConnectionConfig(kms_instance_id=f"pulsecast-{key_fingerprint(self.key)}")
+
+    @property
+    def config(self) -> Any:
+        """The ``EncryptionConfiguration`` of :func:`hadoop_conf`: uniform, 256-bit file keys."""
+        import pyarrow.parquet.encryption as pe
+
+        return pe.EncryptionConfiguration(
+            footer_key=LAKE_KEY, uniform_encryption=True, data_key_length_bits=256
+        )
+
+    def write_config(self) -> Any:
+        """A ``pyarrow.dataset.ParquetEncryptionConfig`` for ``pyarrow.dataset.write_dataset``."""
+        import pyarrow.dataset as ds
+
+        return ds.ParquetEncryptionConfig(self.factory, self.kms, self.config)
+
+    def decryption(self) -> Any:
+        """A ``pyarrow.dataset.ParquetDecryptionConfig`` (plaintext files open too)."""
+        import pyarrow.dataset as ds
+        import pyarrow.parquet.encryption as pe
+
+        return ds.ParquetDecryptionConfig(self.factory, self.kms, pe.DecryptionConfiguration())
+
+    def readable(self, dataset: Any) -> Any:
+        """``dataset`` (from ``DeltaTable.to_pyarrow_dataset``) over a Parquet format that decrypts.
+
+        The same files, partition values, schema and file system (so a file
+        system that counts what it opens still does).
+        """
+        import pyarrow.dataset as ds
+
+        scan = ds.ParquetFragmentScanOptions(pre_buffer=True, decryption_config=self.decryption())
+        fmt = ds.ParquetFileFormat(
+            read_options=dataset.format.read_options, default_fragment_scan_options=scan
+        )
+        fragments = [
+            fmt.make_fragment(
+                fragment.path,
+                filesystem=dataset.filesystem,
+                partition_expression=fragment.partition_expression,
+            )
+            for fragment in dataset.get_fragments()
+        ]
+        return ds.FileSystemDataset(fragments, dataset.schema, fmt, dataset.filesystem)
 
 
 def decryption_config(settings: Settings) -> Any:
@@ -342,13 +422,7 @@ def decryption_config(settings: Settings) -> Any:
 
     Plaintext files (written before encryption was on) open too.
     """
-    import pyarrow.dataset as ds
-    import pyarrow.parquet.encryption as pe
-
-    key = lake_key(settings)
-    return ds.ParquetDecryptionConfig(
-        _crypto_factory(key), _kms_config(key), pe.DecryptionConfiguration()
-    )
+    return LakeCrypto(lake_key(settings)).decryption()
 
 
 def encryption_config(settings: Settings) -> tuple[Any, Any, Any]:
@@ -356,38 +430,14 @@ def encryption_config(settings: Settings) -> tuple[Any, Any, Any]:
 
     For ``pyarrow.parquet`` writers: ``factory.file_encryption_properties(kms, config)``.
     """
-    import pyarrow.parquet.encryption as pe
-
-    key = lake_key(settings)
-    config = pe.EncryptionConfiguration(
-        footer_key=LAKE_KEY, uniform_encryption=True, data_key_length_bits=256
-    )
-    return _crypto_factory(key), _kms_config(key), config
+    crypto = LakeCrypto(lake_key(settings))
+    return crypto.factory, crypto.kms, crypto.config
 
 
 def readable_dataset(dataset: Any, settings: Settings) -> Any:
     """``dataset`` (from ``DeltaTable.to_pyarrow_dataset``), decrypting when the lake is encrypted.
 
-    The same files, partition values, schema and file system (so a file system
-    that counts what it opens still does), with a Parquet format that decrypts.
-    Unchanged when encryption is off.
+    See :meth:`LakeCrypto.readable`. Unchanged when encryption is off.
     """
-    if not lake_encrypted(settings):
-        return dataset
-    import pyarrow.dataset as ds
-
-    scan = ds.ParquetFragmentScanOptions(
-        pre_buffer=True, decryption_config=decryption_config(settings)
-    )
-    fmt = ds.ParquetFileFormat(
-        read_options=dataset.format.read_options, default_fragment_scan_options=scan
-    )
-    fragments = [
-        fmt.make_fragment(
-            fragment.path,
-            filesystem=dataset.filesystem,
-            partition_expression=fragment.partition_expression,
-        )
-        for fragment in dataset.get_fragments()
-    ]
-    return ds.FileSystemDataset(fragments, dataset.schema, fmt, dataset.filesystem)
+    crypto = LakeCrypto.from_settings(settings)
+    return dataset if crypto is None else crypto.readable(dataset)

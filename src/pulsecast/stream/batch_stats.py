@@ -12,7 +12,8 @@ counts, the minute of the records' Kafka timestamps:
 - ``received``: records read from Kafka (valid or not);
 - ``accepted``: events written to silver;
 - ``rejected``: records not written, per ``reason`` (the dead-letter reasons,
-  ``late`` among them, and ``duplicate`` for an event id silver already held);
+  ``late`` among them, and ``duplicate`` for an event id silver already held
+  or an earlier record of the same batch had);
 - ``out_of_order``: accepted events older than the newest event time of the
   batches before (late, but within the allowed lateness);
 - ``entities`` (no minute): distinct keys among the accepted events;
@@ -35,10 +36,14 @@ import logging
 import math
 import time
 from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+if TYPE_CHECKING:
+    from pulsecast.security.lake_crypto import LakeCrypto
 
 __all__ = [
     "BATCH_STATS_SCHEMA",
@@ -217,10 +222,20 @@ class BatchStatsWriter:
         uri: The table (created empty if missing).
         stream: The stream (the appends' application id).
         compact_every: Appends between two compactions.
+        crypto: The lake's encryption (None: the lake is not encrypted): the
+            files are then written, and compacted, encrypted.
     """
 
-    def __init__(self, uri: str, stream: str, *, compact_every: int = COMPACT_EVERY) -> None:
+    def __init__(
+        self,
+        uri: str,
+        stream: str,
+        *,
+        compact_every: int = COMPACT_EVERY,
+        crypto: LakeCrypto | None = None,
+    ) -> None:
         self.uri = uri
+        self.crypto = crypto
         self.app_id = f"pulsecast-batches-{stream}"
         self.compact_every = compact_every
         self._appends = 0
@@ -238,7 +253,7 @@ class BatchStatsWriter:
         """Append a batch's rows unless the table holds the batch; compact now and then."""
         from pulsecast.lake import small_tables
 
-        if not small_tables.append_once(self.uri, rows, self.app_id, batch_id):
+        if not small_tables.append_once(self.uri, rows, self.app_id, batch_id, crypto=self.crypto):
             return False
         day = rows["batch_date"][0].as_py() if rows.num_rows else None
         if day is not None and (self._since is None or day < self._since):
@@ -251,15 +266,29 @@ class BatchStatsWriter:
         return True
 
     def compact(self, since: date) -> None:
-        """Pack the small files of ``since`` and later days into one per day (no vacuum)."""
+        """Pack the small files of ``since`` and later days into one per day (no vacuum).
+
+        A compaction that fails (another writer's commit in between, such as
+        ``pulsecast lake optimize``) is logged and left to the next one: the
+        batch's rows are committed already, and the stream goes on.
+        """
         from deltalake import DeltaTable
+        from deltalake.exceptions import DeltaError
 
         started = time.monotonic()
         # The day before too: batches written around midnight land in two partitions.
         first = since - timedelta(days=1)
-        result = DeltaTable(self.uri).optimize.compact(
-            partition_filters=[("batch_date", ">=", first.isoformat())]
-        )
+        filters = [("batch_date", ">=", first.isoformat())]
+        try:
+            if self.crypto is not None:  # delta-rs would rewrite the files in plaintext
+                from pulsecast.lake import encrypted
+
+                result = encrypted.compact(self.uri, self.crypto, partition_filters=filters)
+            else:
+                result = DeltaTable(self.uri).optimize.compact(partition_filters=filters)
+        except (DeltaError, OSError) as exc:
+            log.warning("compacting %s failed, left to the next compaction: %s", self.uri, exc)
+            return
         log.info(
             "compacted %s since %s: %s files into %s in %.3f s",
             self.uri,

@@ -21,8 +21,9 @@ stream scores silver live, :mod:`pulsecast.stream.scoring`):
 
 Spark writes bronze and silver (every event); pane partials and gold rows
 (small, already in the driver as Arrow) are committed through delta-rs (see
-:mod:`pulsecast.lake.small_tables`), which takes milliseconds where Delta on
-Spark takes seconds. Every sink is idempotent per batch (bronze and silver by
+:mod:`pulsecast.lake.small_tables`; in an encrypted lake pyarrow writes their
+files encrypted, :mod:`pulsecast.lake.encrypted`), which takes milliseconds
+where Delta on Spark takes seconds. Every sink is idempotent per batch (bronze and silver by
 a commit tag, panes by a Delta application transaction, gold by
 recomputation, the warehouse by upsert), and Spark's checkpoint replays an
 unfinished batch after a crash, so silver holds each valid event once and gold
@@ -70,6 +71,7 @@ from pulsecast.monitoring.stream_metrics import (
     record_batch,
     serve_metrics,
 )
+from pulsecast.security.lake_crypto import LakeCrypto
 from pulsecast.stream.batch_stats import BatchStatsWriter, batch_stats_rows, first_occurrences
 from pulsecast.stream.errors import StreamJobError
 from pulsecast.stream.retrain import Retrainer
@@ -197,7 +199,9 @@ class BatchWriter:
         self._written: dict[str, int] = {}  # newest batch id each sink holds, read once
         self._recent_panes: pa.Table | None = None  # partials later batches may need
         self._recent_ids: pa.Table | None = None  # events later duplicates may repeat
-        self.batch_stats = BatchStatsWriter(self.tables.batches(stream), stream)
+        #: The lake's encryption (None: plaintext), for the tables committed from here.
+        self.crypto = LakeCrypto.from_settings(settings)
+        self.batch_stats = BatchStatsWriter(self.tables.batches(stream), stream, crypto=self.crypto)
 
     # -- tables ------------------------------------------------------------------------------
 
@@ -545,7 +549,9 @@ class BatchWriter:
         reach = timedelta(seconds=max(w.size_s for w in self.windows) + self.pane_s)
         recent = self._panes_in_memory(None if watermark is None else watermark - reach, new.schema)
         app_id = f"pulsecast-panes-{self.stream}"
-        if small_tables.append_once(self.tables.panes(self.stream), new, app_id, batch_id):
+        if small_tables.append_once(
+            self.tables.panes(self.stream), new, app_id, batch_id, crypto=self.crypto
+        ):
             recent = pa.concat_tables([recent, new])
         keys = pc.unique(new["key"])
         pane_starts: list[datetime] = pc.unique(new["pane_start"]).to_pylist()  # UTC
@@ -581,6 +587,7 @@ class BatchWriter:
                 self.tables.gold(self.stream, window.name),
                 gold.filter(pc.equal(gold["window_name"], window.name)),
                 predicate,
+                crypto=self.crypto,
             )
         # Later batches judge by a watermark at least this one's.
         horizon = self._final_before()
@@ -595,7 +602,11 @@ class BatchWriter:
         """The recent pane partials (read from the pane table the first time)."""
         if self._recent_panes is None:
             panes = small_tables.read_since(
-                self.tables.panes(self.stream), "pane_start", after, date_column="pane_date"
+                self.tables.panes(self.stream),
+                "pane_start",
+                after,
+                date_column="pane_date",
+                crypto=self.crypto,
             )
             self._recent_panes = panes.select(schema.names).cast(schema)
         return self._recent_panes
@@ -627,7 +638,9 @@ class BatchWriter:
                     f" AND window_date >= '{since.date()}'"
                     f" AND window_end > {small_tables.literal(previous)}"
                 )
-            small_tables.mark_final(self.tables.gold(self.stream, window.name), predicate)
+            small_tables.mark_final(
+                self.tables.gold(self.stream, window.name), predicate, crypto=self.crypto
+            )
         if self.warehouse is not None:
             self.warehouse.finalize(self.stream, before=final_before)
         self._finalized_before = final_before
@@ -638,7 +651,9 @@ class BatchWriter:
             if not self.stats.open_windows:
                 return 0
             for window in self.windows:
-                small_tables.mark_final(self.tables.gold(self.stream, window.name), "TRUE")
+                small_tables.mark_final(
+                    self.tables.gold(self.stream, window.name), "TRUE", crypto=self.crypto
+                )
             changed = self.warehouse.finalize(self.stream) if self.warehouse is not None else 0
             self.stats.open_windows = False
             log.info("stream %s idle: closed its open windows", self.stream)

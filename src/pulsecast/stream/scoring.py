@@ -60,6 +60,7 @@ from pulsecast.ml.live_error import (
     error_rows,
 )
 from pulsecast.monitoring.metrics import record_forecast_errors, record_scores
+from pulsecast.security.lake_crypto import LakeCrypto
 from pulsecast.stream.forecasting import FORECAST_SCHEMA, LiveForecaster
 from pulsecast.stream.transforms import numeric_fields
 
@@ -297,6 +298,8 @@ class ScoreWriter:
     check: ForecastCheck | None = None
     drift: DriftMonitor | None = None
     compact_every: int = 50
+    #: The lake's encryption (None: plaintext); taken from the settings.
+    crypto: LakeCrypto | None = field(default=None, init=False, repr=False)
     #: The batch id that continues the check's state (None: take it from the scores table).
     _next_batch: int | None = field(default=None, init=False, repr=False)
     #: Appends to the errors table since its last compaction, and their oldest date.
@@ -304,6 +307,7 @@ class ScoreWriter:
     _appended_since: date | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        self.crypto = LakeCrypto.from_settings(self.settings)
         ml = self.settings.ml
         if ml.live_forecasts and self.forecaster is None:
             self.forecaster = LiveForecaster(self.settings, self.stream)
@@ -372,11 +376,13 @@ class ScoreWriter:
         ensure_forecast_errors_table(self.errors_uri)
         if not DeltaTable.is_deltatable(self.uri):
             return
-        newest = _newest_window(self.uri)
+        newest = _newest_window(self.uri, self.crypto)
         if newest is None:
             return
         after = newest - timedelta(seconds=SEED_LOOKBACK_S)
-        written = read_since(self.uri, "window_start", after, date_column="window_date")
+        written = read_since(
+            self.uri, "window_start", after, date_column="window_date", crypto=self.crypto
+        )
         newest_s = int(newest.timestamp())
         self.check.seed(_check_rows(written), newest_s=newest_s)
         log.info(
@@ -402,7 +408,7 @@ class ScoreWriter:
             return
         rows = error_rows(resolved)
         app_id = f"pulsecast-forecast-errors-{self.stream}"
-        if not append_once(self.errors_uri, rows, app_id, batch_id):
+        if not append_once(self.errors_uri, rows, app_id, batch_id, crypto=self.crypto):
             return
         oldest = pc.min(rows["window_date"]).as_py()
         if self._appended_since is None or oldest < self._appended_since:
@@ -425,11 +431,21 @@ class ScoreWriter:
         from deltalake.exceptions import DeltaError
 
         started = time.monotonic()
+        filters = [("window_date", ">=", since.isoformat())]
         try:
-            result = DeltaTable(self.errors_uri).optimize.compact(
-                partition_filters=[("window_date", ">=", since.isoformat())],
-                target_size=ERRORS_FILE_BYTES,
-            )
+            if self.crypto is not None:  # delta-rs would rewrite the files in plaintext
+                from pulsecast.lake import encrypted
+
+                result = encrypted.compact(
+                    self.errors_uri,
+                    self.crypto,
+                    partition_filters=filters,
+                    target_size=ERRORS_FILE_BYTES,
+                )
+            else:
+                result = DeltaTable(self.errors_uri).optimize.compact(
+                    partition_filters=filters, target_size=ERRORS_FILE_BYTES
+                )
         except (DeltaError, OSError) as exc:
             log.warning("compacting %s's forecast errors failed: %s", self.stream, exc)
             return
@@ -494,7 +510,9 @@ class ScoreWriter:
         ).append_column("detector", pa.array([DETECTOR_NAME] * rows.num_rows))
         # The table exists with these columns: StreamJob created or extended it.
         table = table.select(schema.names).cast(schema)
-        append_once(self.uri, table, f"pulsecast-scores-{self.stream}", batch_id)
+        append_once(
+            self.uri, table, f"pulsecast-scores-{self.stream}", batch_id, crypto=self.crypto
+        )
 
     def _publish(self, records: list[dict[str, Any]]) -> None:
         from pulsecast.bus.producer import EventProducer
@@ -559,10 +577,11 @@ def scores_schema() -> pa.Schema:
 #: How a stream's scores and forecast errors tables end (LakeTables.scores, .forecast_errors).
 
 
-def _newest_window(uri: str) -> datetime | None:
+def _newest_window(uri: str, crypto: LakeCrypto | None = None) -> datetime | None:
     """The start of the newest window in a scores table (None when it is empty).
 
-    From the files' statistics in the Delta log; from the rows when a file has none.
+    From the files' statistics in the Delta log; from the rows (decrypted with
+    ``crypto``) when a file has none, as encrypted files never have.
     """
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -576,7 +595,10 @@ def _newest_window(uri: str) -> datetime | None:
     if column in files.column_names and files[column].null_count == 0:
         newest = pc.max(files[column]).as_py()
     else:
-        newest = pc.max(table.to_pyarrow_dataset().to_table(columns=["window_start"])[0]).as_py()
+        dataset = table.to_pyarrow_dataset()
+        if crypto is not None:
+            dataset = crypto.readable(dataset)
+        newest = pc.max(dataset.to_table(columns=["window_start"])[0]).as_py()
     if newest is None:
         return None
     moment: datetime = newest

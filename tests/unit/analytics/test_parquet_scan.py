@@ -119,7 +119,7 @@ def test_refused_null_partition_values_and_empty_tables(tmp_path: Path) -> None:
     assert parquet_view_sql(con, "gold_x_1m", empty, settings) is None
 
 
-def test_refused_for_the_encrypted_zones_of_an_encrypted_lake(tmp_path: Path) -> None:
+def test_refused_for_every_table_of_an_encrypted_lake(tmp_path: Path) -> None:
     table = _table(tmp_path / "t", _rows_table([1]))
     con = duckdb.connect()
     plain = settings_for(tmp_path)
@@ -127,5 +127,8 @@ def test_refused_for_the_encrypted_zones_of_an_encrypted_lake(tmp_path: Path) ->
     assert parquet_view_sql(con, "silver_telemetry", table, plain) is not None
     assert parquet_view_sql(con, "silver_telemetry", table, encrypted) is None
     assert parquet_view_sql(con, "bronze_telemetry", table, encrypted) is None
-    # delta-rs's zones are not encrypted.
-    assert parquet_view_sql(con, "gold_telemetry_1m", table, encrypted) is not None
+    # The tables committed from the job's driver are encrypted too.
+    for name in ("gold_telemetry_1m", "gold_telemetry_scores", "panes_telemetry"):
+        assert parquet_view_sql(con, name, table, encrypted) is None
+    assert parquet_view_sql(con, "batches_telemetry", table, encrypted) is None
+    assert parquet_view_sql(con, "gold_telemetry_1m", table, plain) is not None

@@ -15,6 +15,7 @@ from pulsecast.security.keys import key_fingerprint, keystore_for
 from pulsecast.security.lake_crypto import (
     KEYS_PROPERTY,
     LAKE_KEY,
+    LakeCrypto,
     encryption_config,
     hadoop_conf,
     lake_encrypted,
@@ -101,6 +102,8 @@ def test_lake_crypto_hadoop_conf_encrypts_every_column(tmp_path: Path) -> None:
     assert conf["parquet.encryption.uniform.key"] == LAKE_KEY
     assert conf["parquet.encryption.data.key.length.bits"] == "256"
     assert "parquet.encryption.column.keys" not in conf
+    # Every zone of the lake: the job's own tables are encrypted too (lake/encrypted.py).
+    assert conf["pulsecast.lake.encrypt.zones"] == "bronze,silver,gold,state"
     # Spark redacts properties named like secrets in its UI and logs.
     assert "secret" in KEYS_PROPERTY
     assert conf[KEYS_PROPERTY] == f"{LAKE_KEY}:{base64.b64encode(key).decode()}"
@@ -175,3 +178,34 @@ def test_lake_crypto_reads_after_master_key_rotation(tmp_path: Path) -> None:
     assert keystore_for(settings).master_id != old
     assert path.read_bytes() == before
     assert readable_dataset(encrypted_dataset(path), settings).to_table().equals(table)
+
+
+def test_lake_crypto_object_writes_what_readable_dataset_opens(tmp_path: Path) -> None:
+    """LakeCrypto (the job's pyarrow writers) and the settings' readers share the scheme."""
+    settings = secure(tmp_path)
+    crypto = LakeCrypto.from_settings(settings)
+    assert crypto is not None
+    assert crypto.key == lake_key(settings)
+    assert LakeCrypto.from_settings(settings_for(tmp_path / "plain")) is None
+    assert "key=" not in repr(crypto)  # never printed
+    table = pa.table({"id": [1, 2, 3], "name": [MARKER, "b", "c"]}, schema=SCHEMA)
+    folder = tmp_path / "written"
+    options = ds.ParquetFileFormat().make_write_options(encryption_config=crypto.write_config())
+    ds.write_dataset(table, folder, format="parquet", file_options=options)
+    path = next(folder.glob("*.parquet"))
+    assert MARKER.encode() not in path.read_bytes()
+    with pytest.raises(OSError, match="encrypted"):
+        pq.read_table(path)
+    assert readable_dataset(encrypted_dataset(path), settings).to_table().equals(table)
+
+
+def test_lake_crypto_check_names_what_is_encrypted(tmp_path: Path) -> None:
+    from pulsecast.security.check import _lake
+
+    finding = _lake(secure(tmp_path))
+    assert (finding.area, finding.status) == ("lake", "warn")
+    assert finding.text == (
+        "every table's data files encrypted (Parquet modular encryption, keystore key "
+        "'lake'); the Delta logs (file names, partition values, row counts, bronze and "
+        "silver's batch_id min/max) are not"
+    )

@@ -10,6 +10,7 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 
+from pulsecast.security.lake_crypto import LakeCrypto
 from pulsecast.stream.batch_stats import (
     BATCH_STATS_SCHEMA,
     RELATIVE_ACCURACY,
@@ -18,6 +19,7 @@ from pulsecast.stream.batch_stats import (
     first_occurrences,
     histogram,
 )
+from pulsecast.testing import settings_for
 
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
@@ -90,7 +92,7 @@ def test_batch_rows_count_each_outcome_per_kafka_minute() -> None:
         batch_id=7,
         fresh=fresh,
         written_at=written_at,
-        newest_before=datetime(2026, 11, 29, 12, 0, 40),  # naive: local time, as Spark's rows
+        newest_before=at(0, 40),
         entities=2,
     )
     assert rows.schema == BATCH_STATS_SCHEMA
@@ -98,8 +100,6 @@ def test_batch_rows_count_each_outcome_per_kafka_minute() -> None:
     assert set(rows["written_at"].to_pylist()) == {written_at}
     assert set(rows["batch_date"].to_pylist()) == {written_at.date()}
     m0, m1 = at(0, 0), at(1, 0)
-    newest_before_local = datetime(2026, 11, 29, 12, 0, 40).astimezone(UTC)
-    out_of_order = sum(1 for e in (at(0, 50), at(0, 58), at(0, 30)) if e < newest_before_local)
     expected = {
         ("received", m0, None): 2,
         ("received", m1, None): 4,
@@ -111,9 +111,8 @@ def test_batch_rows_count_each_outcome_per_kafka_minute() -> None:
         ("entities", None, None): 2,
     }
     got = measures(rows)
-    ooo = {k: v for k, v in got.items() if k[0] == "out_of_order"}
-    assert sum(ooo.values()) == out_of_order
-    assert {k: v for k, v in got.items() if k[0] != "out_of_order"} == expected
+    # e3 (event time 12:00:30, Kafka minute 12:01) is older than the batches before (12:00:40)
+    assert got == {**expected, ("out_of_order", m1, None): 1}
     lags = [(written_at - e).total_seconds() for e in (at(0, 50), at(0, 58), at(0, 30))]
     by = {m: [r for r in rows.to_pylist() if r["measure"] == m] for m in ("lag", "pipeline")}
     assert sum(r["n"] for r in by["lag"]) == 3
@@ -141,24 +140,55 @@ def test_a_batch_of_rejects_only_has_no_lags() -> None:
     }
 
 
-def test_appends_once_per_batch_and_compacts(tmp_path: Path) -> None:
+def one_event(batch_id: int) -> pa.Table:
+    """The rows of a batch of one event, written."""
+    table = verdict([(None, "e1", at(0, 50), at(0, 55), at(0, 56))])
+    return batch_stats_rows(
+        table,
+        batch_id=batch_id,
+        fresh=pa.array([True]),
+        written_at=at(1, 0),
+        newest_before=None,
+        entities=1,
+    )
+
+
+@pytest.mark.parametrize("secure", [False, True])
+def test_appends_once_per_batch_and_compacts(tmp_path: Path, secure: bool) -> None:
     uri = str(tmp_path / "state" / "telemetry_batches")
-    writer = BatchStatsWriter(uri, "telemetry", compact_every=3)
+    settings = settings_for(tmp_path, security={"encrypt_lake": secure})
+    crypto = LakeCrypto.from_settings(settings)
+    writer = BatchStatsWriter(uri, "telemetry", compact_every=3, crypto=crypto)
     writer.ensure_table()
     writer.ensure_table()  # idempotent
-    table = verdict([(None, "e1", at(0, 50), at(0, 55), at(0, 56))])
     for batch_id in (0, 1, 1, 2):
-        rows = batch_stats_rows(
-            table,
-            batch_id=batch_id,
-            fresh=pa.array([True]),
-            written_at=at(1, 0),
-            newest_before=None,
-            entities=1,
-        )
-        writer.append(rows, batch_id)
+        writer.append(one_event(batch_id), batch_id)
     delta = DeltaTable(uri)
-    data = delta.to_pyarrow_table()
+    dataset = delta.to_pyarrow_dataset()
+    data = (dataset if crypto is None else crypto.readable(dataset)).to_table()
     received = [r for r in data.to_pylist() if r["measure"] == "received"]
     assert sorted(r["batch_id"] for r in received) == [0, 1, 2]  # batch 1 once
     assert len(delta.file_uris()) == 1  # three appends compacted into one file
+    footer = Path(delta.file_uris()[0]).read_bytes()[-4:]
+    assert footer == (b"PARE" if secure else b"PAR1")  # compacted encrypted when encrypted
+
+
+def test_a_failing_compaction_is_logged_and_the_stream_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from deltalake.exceptions import CommitFailedError
+    from deltalake.table import TableOptimizer
+
+    def conflict(*_args: object, **_kwargs: object) -> None:
+        raise CommitFailedError("a concurrent transaction deleted the same data")
+
+    monkeypatch.setattr(TableOptimizer, "compact", conflict)  # lake optimize got there first
+    uri = str(tmp_path / "state" / "telemetry_batches")
+    writer = BatchStatsWriter(uri, "telemetry", compact_every=1)
+    writer.ensure_table()
+    for batch_id in (0, 1, 2):
+        assert writer.append(one_event(batch_id), batch_id)  # every batch written, none raises
+    assert caplog.text.count("left to the next compaction") == 3
+    data = DeltaTable(uri).to_pyarrow_table()
+    received = data.filter(pa.compute.equal(data["measure"], "received"))
+    assert sorted(received["batch_id"].to_pylist()) == [0, 1, 2]

@@ -107,9 +107,12 @@ class Forecaster:
     made: pa.Table = FORECAST_SCHEMA.empty_table()
 
 
-def writer_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+def writer_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, secure: bool = False) -> Any:
     settings = settings_for(
-        tmp_path / "state", lake={"uri": (tmp_path / "lake").as_uri()}, ml={"live_forecasts": True}
+        tmp_path / "state",
+        lake={"uri": (tmp_path / "lake").as_uri()},
+        ml={"live_forecasts": True},
+        security={"encrypt_lake": secure},
     )
     monkeypatch.setattr(ScoreWriter, "_publish", lambda self, records: None)  # no Kafka here
     every = pa.concat_tables(synthetic_batches())
@@ -229,6 +232,30 @@ def test_score_writer_compacts_the_errors_table_every_n_appends(
     assert not append_once(
         writer.errors_uri, rows, "pulsecast-forecast-errors-telemetry", len(batches) - 1
     )
+
+
+def test_score_writer_encrypts_scores_and_errors_of_an_encrypted_lake(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Appends, compactions, the restart's seed and the analyses, all over encrypted files."""
+    make = writer_factory(tmp_path, monkeypatch, secure=True)
+    writer = make(compact_every=4)
+    assert writer.crypto is not None
+    batches = synthetic_batches()
+    half = len(batches) // 2
+    for batch_id in range(half):
+        process(writer, batches[batch_id], batch_id)
+    restarted = make(compact_every=4)  # seeds its check from the (encrypted) scores table
+    for batch_id in range(half, len(batches)):
+        process(restarted, batches[batch_id], batch_id)
+    errors = DeltaTable(writer.errors_uri)
+    appends = sum(1 for c in errors.history() if c["operation"] == "WRITE") - 1
+    assert len(errors.file_uris()) <= 2 + 3 < appends  # compacted, as in plaintext
+    for uri in (writer.uri, writer.errors_uri):
+        files = [p for p in Path(uri.removeprefix("file://")).rglob("*.parquet")]
+        assert files
+        assert all(p.read_bytes()[-4:] == b"PARE" for p in files)  # encrypted footers
+    assert_same(table_rows(writer.settings), analysis_rows(writer.settings))
 
 
 def test_ensure_forecast_errors_table_creates_it_empty_once(tmp_path: Path) -> None:
