@@ -810,6 +810,29 @@ class SecuritySettings(_Section):
         description="Master key of the local keystore, 32 bytes base64url "
         "(PULSECAST_SECURITY__MASTER_KEY); default: the 0600 file <dir>/keys/master.key.",
     )
+    kms: Literal["local", "aws"] = Field(
+        "local",
+        description="Where the keystore's master key is: `local` (master_key or the key "
+        "file) or `aws`, an AWS KMS key that never leaves KMS; needs the `aws` extra "
+        "(PULSECAST_SECURITY__KMS).",
+    )
+    aws_kms_key_id: str | None = Field(
+        None,
+        min_length=1,
+        description="With kms = aws: the KMS key wrapping the data keys, as key id, key ARN, "
+        "alias/<name> or alias ARN; credentials come from the standard AWS chain "
+        "(PULSECAST_SECURITY__AWS_KMS_KEY_ID).",
+    )
+    aws_region: str | None = Field(
+        None,
+        description="With kms = aws: the key's region; default the AWS chain's "
+        "(AWS_REGION, profile) (PULSECAST_SECURITY__AWS_REGION).",
+    )
+    aws_endpoint_url: str | None = Field(
+        None,
+        description="With kms = aws: a KMS-compatible endpoint (a VPC endpoint, an "
+        "emulator); default AWS's own (PULSECAST_SECURITY__AWS_ENDPOINT_URL).",
+    )
     encrypt_lake: bool | None = Field(
         None,
         description="Encrypt the lake's Parquet files (Parquet modular encryption, the "
@@ -845,6 +868,22 @@ class SecuritySettings(_Section):
         "next to the SCRAM password, which still names the principal "
         "(PULSECAST_SECURITY__KAFKA_CLIENT_CERTS).",
     )
+
+    @model_validator(mode="after")
+    def _one_master_key(self) -> SecuritySettings:
+        if self.kms == "aws" and self.aws_kms_key_id is None:
+            msg = (
+                "security.kms = 'aws' needs security.aws_kms_key_id "
+                "(PULSECAST_SECURITY__AWS_KMS_KEY_ID): the KMS key id, ARN or alias"
+            )
+            raise ValueError(msg)
+        if self.kms == "aws" and self.master_key is not None:
+            msg = (
+                "security.master_key is a local master key; with security.kms = 'aws' the "
+                "master key is in AWS KMS: unset one of them"
+            )
+            raise ValueError(msg)
+        return self
 
 
 class DashboardSettings(_Section):

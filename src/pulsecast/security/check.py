@@ -23,7 +23,7 @@ from pulsecast.security.audit import audit_log
 from pulsecast.security.certs import certificate_status
 from pulsecast.security.errors import KeystoreError, SecurityError
 from pulsecast.security.kafka_acl import PRINCIPALS, kafka_security_dir, password_file
-from pulsecast.security.keys import decode_master_key, key_fingerprint
+from pulsecast.security.keys import decode_master_key, key_fingerprint, keystore_for
 
 if TYPE_CHECKING:
     from pulsecast.config import Settings
@@ -92,7 +92,11 @@ def _keystore(settings: Settings, root: Path) -> list[Finding]:
     master_file = folder / "master.key"
     findings: list[Finding] = []
     try:
-        if secret is not None:
+        if settings.security.kms == "aws":
+            # Read-only: DescribeKey, and no data key is created or opened.
+            source = "AWS KMS"
+            master_id = keystore_for(settings, create=False).master_id
+        elif secret is not None:
             source, master_id = (
                 "environment",
                 key_fingerprint(decode_master_key(secret.get_secret_value())),
@@ -120,8 +124,9 @@ def _keystore(settings: Settings, root: Path) -> list[Finding]:
             Finding("keystore", "fail", f"data keys were wrapped by another master key ({stored})")
         )
     else:
+        where = f"in AWS KMS {master_id}" if source == "AWS KMS" else f"from {source}"
         findings.append(
-            Finding("keystore", "ok", f"master key from {source}; {count} data key(s) wrapped")
+            Finding("keystore", "ok", f"master key {where}; {count} data key(s) wrapped")
         )
     loose = _loose([master_file, store])
     if loose:

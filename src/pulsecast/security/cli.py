@@ -21,10 +21,11 @@ from pulsecast.errors import PulsecastError
 from pulsecast.security._files import security_dir
 from pulsecast.security.apikeys import ROLES, ApiKeyStore, Role
 from pulsecast.security.audit import AUDIT_KEY, AuditKey, audit_log, record
+from pulsecast.security.aws_kms import AwsKmsKeystore
 from pulsecast.security.certs import rotate_certificates
 from pulsecast.security.check import security_check
 from pulsecast.security.errors import AuditError
-from pulsecast.security.keys import keystore_for
+from pulsecast.security.keys import LocalKeystore, keystore_for
 from pulsecast.security.mode import initialise
 
 __all__ = ["audit_app", "security_app"]
@@ -97,6 +98,12 @@ def security_rotate(
         with contextlib.suppress(AuditError):
             AuditKey(settings).get()
         store = keystore_for(settings)
+        if isinstance(store, AwsKmsKeystore):
+            _rewrap_in_kms(settings, store)
+            return
+        if not isinstance(store, LocalKeystore):
+            msg = f"cannot rotate the master key of a {type(store).__name__}"
+            raise PulsecastError(msg)
         old = store.master_id
         count = store.rotate_master()
         record(
@@ -115,6 +122,24 @@ def security_rotate(
     )
     record(settings, "security.rotate", str(root), details={"rotated": rotated})
     _say(f"re-issued: {', '.join(rotated)}")
+
+
+def _rewrap_in_kms(settings: Settings, store: AwsKmsKeystore) -> None:
+    """AWS KMS rotates its keys itself; re-wrap only when the configured key id changed."""
+    old, count = store.rewrap()
+    if old == store.master_id:
+        _say(
+            f"master key {store.master_id} is in AWS KMS, which rotates it itself (turn on "
+            "automatic key rotation on the key); nothing to re-wrap"
+        )
+        return
+    record(
+        settings,
+        "security.rotate_master_key",
+        str(store.folder),
+        details={"from": old, "to": store.master_id, "data_keys": count},
+    )
+    _say(f"master key {old} -> {store.master_id} (AWS KMS); {count} data key(s) re-wrapped")
 
 
 @security_app.command("check")
