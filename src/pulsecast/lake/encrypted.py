@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
     from pulsecast.security.lake_crypto import LakeCrypto
 
-__all__ = ["append_once", "compact", "mark_final", "replace"]
+__all__ = ["TARGET_SIZE", "append_once", "compact", "mark_final", "replace"]
 
 #: Partition value pyarrow's Hive partitioning writes for null (Delta's null partition).
 _NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
@@ -108,12 +108,16 @@ def mark_final(uri: str, predicate: str, crypto: LakeCrypto) -> int:
     return changed
 
 
+#: Largest file a compaction packs into (delta-rs's ``optimize.compact`` default).
+TARGET_SIZE = 100 << 20
+
+
 def compact(
     uri: str,
     crypto: LakeCrypto,
     *,
     partition_filters: list[tuple[str, str, Any]],
-    target_size: int = 100 << 20,
+    target_size: int = TARGET_SIZE,
 ) -> dict[str, int]:
     """Pack each matching partition's files smaller than ``target_size`` into one (encrypted).
 

@@ -20,7 +20,9 @@ commits them). Without it, nothing changes.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import logging
+import time
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
     from pulsecast.security.lake_crypto import LakeCrypto
 
 __all__ = [
+    "CompactedAppends",
     "append_once",
     "literal",
     "mark_final",
@@ -37,6 +40,9 @@ __all__ = [
     "read_since",
     "replace",
 ]
+
+
+log = logging.getLogger(__name__)
 
 
 def literal(moment: datetime) -> str:
@@ -197,3 +203,93 @@ def read_since(
     return dataset.to_table(
         filter=(ds.field(date_column) >= instant.date()) & (ds.field(column) > instant)
     )
+
+
+class CompactedAppends:
+    """A table the job appends to once per batch id, compacted every ``compact_every`` appends.
+
+    Each append adds a file; every ``compact_every`` appends the partitions of
+    the oldest day appended since the last compaction and later are packed
+    (delta-rs's ``optimize.compact``, or :func:`pulsecast.lake.encrypted.compact`
+    in an encrypted lake), so a day of batches stays a few files. A compaction
+    that fails (another writer's commit in between, such as ``pulsecast lake
+    optimize``) is logged and left to the next one: the rows are committed
+    already, and the stream goes on. The files replaced stay on storage until
+    a vacuum.
+
+    Args:
+        uri: The table (it exists).
+        app_id: The writer (its application transaction).
+        date_column: The date partition column of the rows.
+        compact_every: Appends between two compactions.
+        crypto: The lake's encryption (None: the lake is not encrypted).
+        target_size: Largest file a compaction writes (None: delta-rs's default).
+    """
+
+    def __init__(
+        self,
+        uri: str,
+        app_id: str,
+        date_column: str,
+        *,
+        compact_every: int,
+        crypto: LakeCrypto | None = None,
+        target_size: int | None = None,
+    ) -> None:
+        self.uri = uri
+        self.app_id = app_id
+        self.date_column = date_column
+        self.compact_every = compact_every
+        self.crypto = crypto
+        self.target_size = target_size
+        self._appends = 0
+        self._since: date | None = None
+
+    def append(self, rows: pa.Table, version: int) -> bool:
+        """Append ``rows`` as ``version`` unless the table holds it; compact now and then."""
+        import pyarrow.compute as pc
+
+        if not append_once(self.uri, rows, self.app_id, version, crypto=self.crypto):
+            return False
+        oldest = pc.min(rows[self.date_column]).as_py()
+        if oldest is not None and (self._since is None or oldest < self._since):
+            self._since = oldest
+        self._appends += 1
+        if self._appends >= self.compact_every and self._since is not None:
+            self.compact(self._since)
+            self._appends, self._since = 0, None
+        return True
+
+    def compact(self, since: date) -> bool:
+        """Pack the small files of ``since`` and later days; False (logged) when it failed."""
+        from deltalake import DeltaTable
+        from deltalake.exceptions import DeltaError
+
+        started = time.monotonic()
+        filters = [(self.date_column, ">=", since.isoformat())]
+        try:
+            if self.crypto is not None:  # delta-rs would rewrite the files in plaintext
+                from pulsecast.lake import encrypted
+
+                result = encrypted.compact(
+                    self.uri,
+                    self.crypto,
+                    partition_filters=filters,
+                    target_size=self.target_size or encrypted.TARGET_SIZE,
+                )
+            else:
+                result = DeltaTable(self.uri).optimize.compact(
+                    partition_filters=filters, target_size=self.target_size
+                )
+        except (DeltaError, OSError) as exc:
+            log.warning("compacting %s failed, left to the next compaction: %s", self.uri, exc)
+            return False
+        log.info(
+            "compacted %s since %s: %s files into %s in %.3f s",
+            self.uri,
+            since.isoformat(),
+            result.get("numFilesRemoved"),
+            result.get("numFilesAdded"),
+            time.monotonic() - started,
+        )
+        return True

@@ -34,8 +34,7 @@ from __future__ import annotations
 
 import logging
 import math
-import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -234,12 +233,16 @@ class BatchStatsWriter:
         compact_every: int = COMPACT_EVERY,
         crypto: LakeCrypto | None = None,
     ) -> None:
+        from pulsecast.lake.small_tables import CompactedAppends
+
         self.uri = uri
-        self.crypto = crypto
-        self.app_id = f"pulsecast-batches-{stream}"
-        self.compact_every = compact_every
-        self._appends = 0
-        self._since: date | None = None
+        self.table = CompactedAppends(
+            uri,
+            f"pulsecast-batches-{stream}",
+            "batch_date",
+            compact_every=compact_every,
+            crypto=crypto,
+        )
 
     def ensure_table(self) -> None:
         """Create the table, empty, unless it exists."""
@@ -251,49 +254,4 @@ class BatchStatsWriter:
 
     def append(self, rows: pa.Table, batch_id: int) -> bool:
         """Append a batch's rows unless the table holds the batch; compact now and then."""
-        from pulsecast.lake import small_tables
-
-        if not small_tables.append_once(self.uri, rows, self.app_id, batch_id, crypto=self.crypto):
-            return False
-        day = rows["batch_date"][0].as_py() if rows.num_rows else None
-        if day is not None and (self._since is None or day < self._since):
-            self._since = day
-        self._appends += 1
-        if self._appends >= self.compact_every and self._since is not None:
-            self.compact(self._since)
-            self._appends = 0
-            self._since = None
-        return True
-
-    def compact(self, since: date) -> None:
-        """Pack the small files of ``since`` and later days into one per day (no vacuum).
-
-        A compaction that fails (another writer's commit in between, such as
-        ``pulsecast lake optimize``) is logged and left to the next one: the
-        batch's rows are committed already, and the stream goes on.
-        """
-        from deltalake import DeltaTable
-        from deltalake.exceptions import DeltaError
-
-        started = time.monotonic()
-        # The day before too: batches written around midnight land in two partitions.
-        first = since - timedelta(days=1)
-        filters = [("batch_date", ">=", first.isoformat())]
-        try:
-            if self.crypto is not None:  # delta-rs would rewrite the files in plaintext
-                from pulsecast.lake import encrypted
-
-                result = encrypted.compact(self.uri, self.crypto, partition_filters=filters)
-            else:
-                result = DeltaTable(self.uri).optimize.compact(partition_filters=filters)
-        except (DeltaError, OSError) as exc:
-            log.warning("compacting %s failed, left to the next compaction: %s", self.uri, exc)
-            return
-        log.info(
-            "compacted %s since %s: %s files into %s in %.3f s",
-            self.uri,
-            first,
-            result.get("numFilesRemoved"),
-            result.get("numFilesAdded"),
-            time.monotonic() - started,
-        )
+        return self.table.append(rows, batch_id)

@@ -35,10 +35,9 @@ from __future__ import annotations
 import json
 import logging
 import math
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -49,6 +48,7 @@ from pyspark.sql.types import BinaryType, StructField, StructType
 
 from pulsecast.bus.topics import topic_name
 from pulsecast.config import DetectorSettings, Settings
+from pulsecast.lake.small_tables import CompactedAppends
 from pulsecast.lake.tables import LakeTables
 from pulsecast.ml.detector import DetectorParams, DetectorState, NoveltyDetector
 from pulsecast.ml.live_error import (
@@ -302,12 +302,19 @@ class ScoreWriter:
     crypto: LakeCrypto | None = field(default=None, init=False, repr=False)
     #: The batch id that continues the check's state (None: take it from the scores table).
     _next_batch: int | None = field(default=None, init=False, repr=False)
-    #: Appends to the errors table since its last compaction, and their oldest date.
-    _appends: int = field(default=0, init=False, repr=False)
-    _appended_since: date | None = field(default=None, init=False, repr=False)
+    #: The errors table, appended once per batch and compacted every ``compact_every``.
+    errors: CompactedAppends = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.crypto = LakeCrypto.from_settings(self.settings)
+        self.errors = CompactedAppends(
+            self.errors_uri,
+            f"pulsecast-forecast-errors-{self.stream}",
+            "window_date",
+            compact_every=self.compact_every,
+            crypto=self.crypto,
+            target_size=ERRORS_FILE_BYTES,
+        )
         ml = self.settings.ml
         if ml.live_forecasts and self.forecaster is None:
             self.forecaster = LiveForecaster(self.settings, self.stream)
@@ -400,63 +407,8 @@ class ScoreWriter:
             batch_id: The scoring batch that resolved them (an append of a
                 batch id the table holds already is skipped).
         """
-        import pyarrow.compute as pc
-
-        from pulsecast.lake.small_tables import append_once
-
-        if resolved.num_rows == 0:
-            return
-        rows = error_rows(resolved)
-        app_id = f"pulsecast-forecast-errors-{self.stream}"
-        if not append_once(self.errors_uri, rows, app_id, batch_id, crypto=self.crypto):
-            return
-        oldest = pc.min(rows["window_date"]).as_py()
-        if self._appended_since is None or oldest < self._appended_since:
-            self._appended_since = oldest
-        self._appends += 1
-        if self._appends >= self.compact_every:
-            self.compact_errors(self._appended_since)
-            self._appends = 0
-            self._appended_since = None
-
-    def compact_errors(self, since: date) -> None:
-        """Pack the errors table's small files of ``since`` and later days (no vacuum).
-
-        The files replaced stay on storage, for readers of older versions,
-        until a vacuum of the table removes them. A
-        compaction that fails (another writer's commit in between) is logged
-        and left to the next one: the batch's rows are written already.
-        """
-        from deltalake import DeltaTable
-        from deltalake.exceptions import DeltaError
-
-        started = time.monotonic()
-        filters = [("window_date", ">=", since.isoformat())]
-        try:
-            if self.crypto is not None:  # delta-rs would rewrite the files in plaintext
-                from pulsecast.lake import encrypted
-
-                result = encrypted.compact(
-                    self.errors_uri,
-                    self.crypto,
-                    partition_filters=filters,
-                    target_size=ERRORS_FILE_BYTES,
-                )
-            else:
-                result = DeltaTable(self.errors_uri).optimize.compact(
-                    partition_filters=filters, target_size=ERRORS_FILE_BYTES
-                )
-        except (DeltaError, OSError) as exc:
-            log.warning("compacting %s's forecast errors failed: %s", self.stream, exc)
-            return
-        log.info(
-            "compacted %s's forecast errors since %s: %s files into %s in %.3f s",
-            self.stream,
-            since.isoformat(),
-            result.get("numFilesRemoved"),
-            result.get("numFilesAdded"),
-            time.monotonic() - started,
-        )
+        if resolved.num_rows:
+            self.errors.append(error_rows(resolved), batch_id)
 
     def _forecast(self, spark: SparkSession, rows: pa.Table) -> tuple[pa.Table, pa.Table]:
         """``rows`` with ``forecast``, ``horizon_min`` and ``model_version`` (null if none).
