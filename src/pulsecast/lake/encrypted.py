@@ -116,47 +116,115 @@ def compact(
     uri: str,
     crypto: LakeCrypto,
     *,
-    partition_filters: list[tuple[str, str, Any]],
+    partition_filters: list[tuple[str, str, Any]] | None = None,
     target_size: int = TARGET_SIZE,
-) -> dict[str, int]:
-    """Pack each matching partition's files smaller than ``target_size`` into one (encrypted).
+    version: int | None = None,
+) -> dict[str, Any]:
+    """Bin-pack each matching partition's files smaller than ``target_size`` (encrypted).
 
-    One commit removes the packed files and adds the new ones, both without
-    data change, as delta-rs's ``optimize.compact`` does; the files replaced
-    stay on storage until a vacuum.
+    Planned as delta-rs's ``optimize.compact`` plans it: within a partition,
+    the files smaller than ``target_size``, largest first, each go into the
+    first bin they fit in (``target_size`` bytes at most), and each bin of two
+    files or more is read (decrypted) and written again as one encrypted file,
+    one bin at a time (memory holds one bin's rows). One commit removes the
+    packed files and adds the new ones, both without data change (readers,
+    streaming ones included, see the same rows), with the row count as the
+    only statistics (:func:`_stats`). The files replaced stay on storage
+    until a vacuum.
+
+    Args:
+        uri: The table.
+        crypto: The lake's encryption.
+        partition_filters: delta-rs partition filters (``[("day", ">=", "2026-05-01")]``,
+            all of them hold); None: every partition.
+        target_size: Largest file written, in bytes (before compression changes).
+        version: The table's version to plan from (None: the newest); a commit
+            since then that removed a file being packed fails the compaction.
 
     Returns:
-        ``numFilesRemoved`` and ``numFilesAdded``, as delta-rs's metrics.
+        delta-rs's metrics: ``numFilesRemoved``, ``numFilesAdded``, ``filesRemoved``
+        and ``filesAdded`` (JSON text with ``totalFiles`` and ``totalSize``),
+        ``partitionsOptimized``, ``totalConsideredFiles`` and ``totalFilesSkipped``.
+
+    Raises:
+        deltalake.exceptions.CommitFailedError: Another writer removed a file
+            being packed since ``version`` (nothing is committed; the files
+            written are left to a vacuum).
     """
     import pyarrow as pa
     from deltalake import DeltaTable
 
-    table = DeltaTable(uri)
-    names = {
-        posixpath.basename(u) for u in table.file_uris(file_pruning_predicate=partition_filters)
-    }
+    table = DeltaTable(uri, version=version)
+    considered = _relative(table, table.file_uris(file_pruning_predicate=partition_filters or None))
     actions = pa.table(table.get_add_actions(flatten=True))
-    small = [
-        (unquote(path), values)
-        for path, size, values in zip(
-            actions["path"].to_pylist(),
-            actions["size_bytes"].to_pylist(),
-            _partition_strings(actions, table.metadata().partition_columns),
-            strict=True,
-        )
-        if posixpath.basename(unquote(path)) in names and size < target_size
-    ]
-    groups: dict[tuple[tuple[str, str | None], ...], list[str]] = {}
-    for path, values in small:
-        groups.setdefault(tuple(sorted(values.items())), []).append(posixpath.basename(path))
-    packed = {name for files in groups.values() if len(files) > 1 for name in files}
-    if not packed:
-        return {"numFilesRemoved": 0, "numFilesAdded": 0}
-    plain = table.to_pyarrow_dataset()
-    rows = _read(plain, packed, crypto)
-    adds = _write(table, pa.schema(plain.schema), rows, crypto, data_change=False)
-    _commit(table, adds, _removes(table, packed, data_change=False))
-    return {"numFilesRemoved": len(packed), "numFilesAdded": len(adds)}
+    sizes: dict[str, int] = {}
+    partitions: dict[tuple[tuple[str, str | None], ...], list[tuple[int, str]]] = {}
+    for path, size, values in zip(
+        actions["path"].to_pylist(),
+        actions["size_bytes"].to_pylist(),
+        _partition_strings(actions, table.metadata().partition_columns),
+        strict=True,
+    ):
+        relative = unquote(path)
+        if relative in considered and size < target_size:
+            sizes[relative] = size
+            partitions.setdefault(tuple(sorted(values.items())), []).append((size, relative))
+    plan = {part: _bins(files, target_size) for part, files in partitions.items()}
+    bins = [files for part_bins in plan.values() for files in part_bins]
+    adds: list[AddAction] = []
+    if bins:
+        plain = table.to_pyarrow_dataset()
+        schema = pa.schema(plain.schema)
+        for files in bins:
+            rows = _read(plain, set(files), crypto)
+            adds.extend(_write(table, schema, rows, crypto, data_change=False))
+        packed = {path for files in bins for path in files}
+        _commit(table, adds, _removes(table, packed, data_change=False))
+    removed = [sizes[path] for files in bins for path in files]
+    return {
+        "numFilesAdded": len(adds),
+        "numFilesRemoved": len(removed),
+        "filesAdded": _size_metrics([a.size for a in adds]),
+        "filesRemoved": _size_metrics(removed),
+        "partitionsOptimized": sum(1 for part_bins in plan.values() if part_bins),
+        "totalConsideredFiles": len(considered),
+        "totalFilesSkipped": len(considered) - len(removed),
+    }
+
+
+def _bins(files: list[tuple[int, str]], target_size: int) -> list[list[str]]:
+    """Paths of ``(size, path)`` files in bins of at most ``target_size`` bytes, first fit.
+
+    Largest first, as delta-rs plans a compaction; bins of one file are dropped
+    (rewriting a file alone packs nothing).
+
+    >>> _bins([(4, "a"), (3, "b"), (2, "c"), (6, "d")], 7)
+    [['a', 'b']]
+    """
+    totals: list[int] = []
+    bins: list[list[str]] = []
+    for size, path in sorted(files, reverse=True):
+        fit = next((i for i, total in enumerate(totals) if total + size <= target_size), None)
+        if fit is None:
+            totals.append(size)
+            bins.append([path])
+        else:
+            totals[fit] += size
+            bins[fit].append(path)
+    return [paths for paths in bins if len(paths) > 1]
+
+
+def _size_metrics(sizes: list[int]) -> str:
+    """delta-rs's file metrics of an optimize (JSON text) for files of ``sizes`` bytes."""
+    return json.dumps(
+        {
+            "avg": sum(sizes) / len(sizes) if sizes else 0.0,
+            "max": max(sizes, default=0),
+            "min": min(sizes, default=0),
+            "totalFiles": len(sizes),
+            "totalSize": sum(sizes),
+        }
+    )
 
 
 # -- files ------------------------------------------------------------------------------------
@@ -188,7 +256,7 @@ def _matching(
 
 
 def _files_where(rows: pa.Table, where: pa.ChunkedArray) -> pa.Array:
-    """The distinct names of the files holding the rows ``where`` marks."""
+    """The distinct paths of the files holding the rows ``where`` marks."""
     import pyarrow.compute as pc
 
     return pc.unique(rows[_FILE].filter(where))
@@ -215,32 +283,51 @@ def _conform(rows: pa.Table, schema: pa.Schema) -> pa.Table:
     return rows.select(schema.names).cast(schema)
 
 
-def _pruned(table: DeltaTable, predicate: str) -> set[str] | None:
-    """Names of the files that may hold rows matching ``predicate`` (None: all of them)."""
+def _pruned(table: DeltaTable, predicate: str | list[tuple[str, str, Any]]) -> set[str] | None:
+    """Paths of the files that may hold rows matching ``predicate`` (None: all of them).
+
+    ``predicate`` is SQL, or delta-rs partition filters.
+    """
     from deltalake.exceptions import DeltaError
 
     try:
         uris = table.file_uris(file_pruning_predicate=predicate)
     except DeltaError:  # a predicate delta-rs cannot prune by: read every file
         return None
-    return {posixpath.basename(u) for u in uris}
+    return _relative(table, uris)
 
 
-def _read(plain: ds.Dataset, names: set[str] | None, crypto: LakeCrypto) -> pa.Table:
-    """The decrypted rows of the named files (all if None), with file and row numbers.
+def _relative(table: DeltaTable, uris: list[str]) -> set[str]:
+    """The table's files at ``uris`` (from ``file_uris``), as paths relative to the table.
 
-    ``__pulsecast_file`` holds the file's name and ``__pulsecast_row`` the
-    row's position in the result.
+    Files are known by those paths (as the log and the dataset's fragments
+    give them, unquoted), not by name: one pyarrow write names its files in
+    each partition alike.
+    """
+    import pyarrow as pa
+
+    by_name: dict[str, list[str]] = {}
+    for path in pa.table(table.get_add_actions(flatten=True))["path"].to_pylist():
+        relative = unquote(path)
+        by_name.setdefault(posixpath.basename(relative), []).append(relative)
+    found: set[str] = set()
+    for uri in uris:
+        full = unquote(uri)
+        found.update(p for p in by_name.get(posixpath.basename(full), ()) if full.endswith("/" + p))
+    return found
+
+
+def _read(plain: ds.Dataset, paths: set[str] | None, crypto: LakeCrypto) -> pa.Table:
+    """The decrypted rows of the files at ``paths`` (all if None), with file and row numbers.
+
+    ``__pulsecast_file`` holds the file's path (relative to the table) and
+    ``__pulsecast_row`` the row's position in the result.
     """
     import numpy as np
     import pyarrow as pa
     import pyarrow.dataset as pads
 
-    fragments = [
-        f
-        for f in plain.get_fragments()
-        if names is None or posixpath.basename(unquote(f.path)) in names
-    ]
+    fragments = [f for f in plain.get_fragments() if paths is None or unquote(f.path) in paths]
     schema = plain.schema
     if not fragments:
         return pa.schema([*schema, (_FILE, pa.string()), (_ROW, pa.int64())]).empty_table()
@@ -250,8 +337,8 @@ def _read(plain: ds.Dataset, names: set[str] | None, crypto: LakeCrypto) -> pa.T
     for tagged in crypto.readable(subset).scanner().scan_batches():
         batch = tagged.record_batch
         batches.append(batch)
-        name = posixpath.basename(unquote(tagged.fragment.path))
-        files.append(pa.repeat(pa.scalar(name), batch.num_rows))
+        path = unquote(tagged.fragment.path)
+        files.append(pa.repeat(pa.scalar(path), batch.num_rows))
     rows = pa.Table.from_batches(batches, schema).append_column(
         _FILE, pa.chunked_array(files, pa.string())
     )
@@ -352,12 +439,12 @@ def _partition_strings(actions: pa.Table, partitions: list[str]) -> list[dict[st
     ]
 
 
-def _removes(table: DeltaTable, names: set[str], *, data_change: bool) -> list[RemoveAction]:
-    """Remove actions of the table's files named ``names``."""
+def _removes(table: DeltaTable, paths: set[str], *, data_change: bool) -> list[RemoveAction]:
+    """Remove actions of the table's files at ``paths`` (relative to the table)."""
     import pyarrow as pa
     from deltalake.transaction import RemoveAction
 
-    if not names:
+    if not paths:
         return []
     actions = pa.table(table.get_add_actions(flatten=True))
     now = round(time.time() * 1000)
@@ -369,7 +456,7 @@ def _removes(table: DeltaTable, names: set[str], *, data_change: bool) -> list[R
             _partition_strings(actions, table.metadata().partition_columns),
             strict=True,
         )
-        if posixpath.basename(unquote(path)) in names
+        if unquote(path) in paths
     ]
 
 

@@ -19,11 +19,17 @@ history. The files replaced stay (time travel, running readers) until
 
 Both run on Spark with Delta, the engine that writes the tables (on a cluster,
 spread over the cluster). The caller passes the SparkSession; nothing here
-imports Spark until called. docs/lake.md explains the choices and measures them.
+imports Spark until called. One exception: in an encrypted lake, the tables
+the job commits from its driver (gold, scores, forecast errors, pane state,
+batch statistics) are compacted the way the job compacts them
+(:func:`pulsecast.lake.small_tables.compact`): read decrypted, written
+encrypted, committed by delta-rs with row counts as their only statistics.
+docs/lake.md explains the choices and measures them.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -44,7 +50,7 @@ from pulsecast.lake.tables import (
     SILVER_ZORDER,
     LakeTables,
 )
-from pulsecast.security.lake_crypto import lake_encrypted
+from pulsecast.security.lake_crypto import LakeCrypto
 
 if TYPE_CHECKING:
     from delta.tables import DeltaTable
@@ -68,8 +74,10 @@ log = logging.getLogger(__name__)
 
 Zone = Literal["bronze", "silver", "gold", "panes"]
 ZONES: Final[tuple[Zone, ...]] = ("bronze", "silver", "gold", "panes")
-#: Zones written and read with delta-rs (plain Parquet), not Spark.
+#: Zones the job commits from its driver with delta-rs (Spark writes the others).
 _DELTA_RS_ZONES: Final[frozenset[Zone]] = frozenset({"gold", "panes"})
+#: Delta's default ``spark.databricks.delta.optimize.maxFileSize`` (1 GiB).
+_DELTA_MAX_FILE_BYTES: Final = 1 << 30
 #: Delta's default ``delta.deletedFileRetentionDuration`` (7 days), in hours.
 DEFAULT_RETENTION_HOURS: Final = 168.0
 _RETENTION_PROPERTY: Final = "delta.deletedFileRetentionDuration"
@@ -137,6 +145,21 @@ class MaintainedTable:
             for key, value in conf.items()
             if value is not None and key not in settings.spark.conf
         }
+
+    def max_file_bytes(self, settings: Settings) -> int:
+        """Largest file ``optimize`` writes, as Spark's would: the configuration's, ours, Delta's.
+
+        Raises:
+            LakeError: ``spark.conf`` sets the size to something other than a number of bytes.
+        """
+        value = settings.spark.conf.get(_MAX_FILE_CONF)
+        if value is None:
+            return self.file_bytes or _DELTA_MAX_FILE_BYTES
+        try:
+            return int(value)
+        except ValueError:
+            msg = f"{_MAX_FILE_CONF} must be a number of bytes, got {value!r}"
+            raise LakeError(msg) from None
 
 
 @dataclass(frozen=True)
@@ -330,7 +353,11 @@ def _existing(
         if DeltaTable.isDeltaTable(spark, table.uri):
             yield table, DeltaTable.forPath(spark, table.uri)
         else:
-            log.info("%s: no Delta table at %s yet, skipped", table.name, table.uri)
+            _absent(table)
+
+
+def _absent(table: MaintainedTable) -> None:
+    log.info("%s: no Delta table at %s yet, skipped", table.name, table.uri)
 
 
 def _detail(delta: DeltaTable) -> dict[str, Any]:
@@ -339,7 +366,7 @@ def _detail(delta: DeltaTable) -> dict[str, Any]:
 
 
 def optimize(
-    spark: SparkSession,
+    spark: SparkSession | None,
     settings: Settings,
     *,
     streams: Sequence[str] | None = None,
@@ -351,8 +378,12 @@ def optimize(
 ) -> list[OptimizeResult]:
     """Compact every existing table of ``streams`` and ``zones``; Z-order silver and scores.
 
+    In an encrypted lake, gold and panes are compacted without Spark and not
+    Z-ordered (see :func:`_optimize_encrypted`).
+
     Args:
-        spark: A SparkSession with Delta (see :func:`pulsecast.stream.session.spark_session`).
+        spark: A SparkSession with Delta (see :func:`pulsecast.stream.session.spark_session`);
+            None when every table chosen is one of an encrypted lake's gold and panes.
         settings: The lake's settings.
         streams: Streams to maintain; default every configured stream.
         zones: ``bronze``, ``silver``, ``gold``, ``panes``; default all.
@@ -368,55 +399,34 @@ def optimize(
         LakeError: ``since`` is after ``until``, or a bad zone.
         UnknownStreamError: A stream no configuration declares.
         MaintenanceConflictError: A concurrent writer changed the files being rewritten.
+        ValueError: ``spark`` is None and a table chosen needs it.
     """
     if since is not None and until is not None and since > until:
         msg = f"--since {since.isoformat()} is after --until {until.isoformat()}"
         raise LakeError(msg)
     results: list[OptimizeResult] = []
     tables = maintained_tables(settings, streams=streams, zones=zones)
-    if lake_encrypted(settings):
-        # Gold and the job's state are committed from the driver, encrypted by pyarrow with
-        # no value statistics in their Delta logs (pulsecast.lake.encrypted); what a Spark
-        # rewrite would put in their logs has not been checked, so they are left alone.
-        skipped = [t.name for t in tables if t.zone in _DELTA_RS_ZONES]
-        if skipped and progress is not None:
-            progress(f"not optimizing {', '.join(skipped)}: the lake is encrypted (delta-rs zones)")
-        tables = [t for t in tables if t.zone not in _DELTA_RS_ZONES]
-    for table, delta in _existing(spark, tables):
-        columns = table.zorder if zorder else ()
-        predicate = _date_range(table.date_column, since, until)
-        if progress is not None:
-            how = f"Z-order by {', '.join(columns)}" if columns else "compaction"
-            where = f", {predicate}" if predicate else ""
-            progress(f"optimizing {table.name} ({how}{where})...")
-        before = _detail(delta)
-        started = time.monotonic()
-        builder = delta.optimize()
-        if predicate is not None:
-            builder = builder.where(predicate)
-        try:
-            with _session_conf(spark, table.write_conf(settings)):
-                frame = (
-                    builder.executeZOrderBy(*columns) if columns else builder.executeCompaction()
-                )
-                row = frame.first()
-        except _conflicts() as exc:
-            raise MaintenanceConflictError(table.name, "optimize", type(exc).__name__) from exc
-        seconds = time.monotonic() - started
-        metrics = row["metrics"] if row is not None else None
-        after = _detail(delta)
-        result = OptimizeResult(
-            table=table.name,
-            zorder=columns,
-            files_before=int(before.get("numFiles") or 0),
-            files_after=int(after.get("numFiles") or 0),
-            files_removed=int(metrics["numFilesRemoved"]) if metrics else 0,
-            files_added=int(metrics["numFilesAdded"]) if metrics else 0,
-            bytes_removed=int(metrics["filesRemoved"]["totalSize"]) if metrics else 0,
-            bytes_added=int(metrics["filesAdded"]["totalSize"]) if metrics else 0,
-            partitions_optimized=int(metrics["partitionsOptimized"]) if metrics else 0,
-            seconds=seconds,
-        )
+    crypto = (
+        LakeCrypto.from_settings(settings)
+        if any(t.zone in _DELTA_RS_ZONES for t in tables)
+        else None
+    )
+    on_spark = [t for t in tables if crypto is None or t.zone not in _DELTA_RS_ZONES]
+    if spark is None and on_spark:
+        msg = f"optimizing {', '.join(t.name for t in on_spark)} needs a SparkSession"
+        raise ValueError(msg)
+    for table in tables:
+        if crypto is not None and table.zone in _DELTA_RS_ZONES:
+            result = _optimize_encrypted(
+                table, settings, crypto, since=since, until=until, zorder=zorder, progress=progress
+            )
+        else:
+            assert spark is not None  # noqa: S101 (checked above)
+            result = _optimize_on_spark(
+                spark, table, settings, since=since, until=until, zorder=zorder, progress=progress
+            )
+        if result is None:
+            continue
         log.info(
             "optimized %s: %s files -> %s (%s removed, %s added) in %.1f s",
             table.name,
@@ -424,10 +434,130 @@ def optimize(
             result.files_after,
             result.files_removed,
             result.files_added,
-            seconds,
+            result.seconds,
         )
         results.append(result)
     return results
+
+
+def _optimize_on_spark(
+    spark: SparkSession,
+    table: MaintainedTable,
+    settings: Settings,
+    *,
+    since: date | None,
+    until: date | None,
+    zorder: bool,
+    progress: Progress | None,
+) -> OptimizeResult | None:
+    """Delta's OPTIMIZE of one table (None: the table does not exist yet)."""
+    delta = next((d for _, d in _existing(spark, [table])), None)
+    if delta is None:
+        return None
+    columns = table.zorder if zorder else ()
+    predicate = _date_range(table.date_column, since, until)
+    if progress is not None:
+        how = f"Z-order by {', '.join(columns)}" if columns else "compaction"
+        where = f", {predicate}" if predicate else ""
+        progress(f"optimizing {table.name} ({how}{where})...")
+    before = _detail(delta)
+    started = time.monotonic()
+    builder = delta.optimize()
+    if predicate is not None:
+        builder = builder.where(predicate)
+    try:
+        with _session_conf(spark, table.write_conf(settings)):
+            frame = builder.executeZOrderBy(*columns) if columns else builder.executeCompaction()
+            row = frame.first()
+    except _conflicts() as exc:
+        raise MaintenanceConflictError(table.name, "optimize", type(exc).__name__) from exc
+    seconds = time.monotonic() - started
+    metrics = row["metrics"] if row is not None else None
+    after = _detail(delta)
+    return OptimizeResult(
+        table=table.name,
+        zorder=columns,
+        files_before=int(before.get("numFiles") or 0),
+        files_after=int(after.get("numFiles") or 0),
+        files_removed=int(metrics["numFilesRemoved"]) if metrics else 0,
+        files_added=int(metrics["numFilesAdded"]) if metrics else 0,
+        bytes_removed=int(metrics["filesRemoved"]["totalSize"]) if metrics else 0,
+        bytes_added=int(metrics["filesAdded"]["totalSize"]) if metrics else 0,
+        partitions_optimized=int(metrics["partitionsOptimized"]) if metrics else 0,
+        seconds=seconds,
+    )
+
+
+def _optimize_encrypted(
+    table: MaintainedTable,
+    settings: Settings,
+    crypto: LakeCrypto,
+    *,
+    since: date | None,
+    until: date | None,
+    zorder: bool,
+    progress: Progress | None,
+) -> OptimizeResult | None:
+    """Compact one of an encrypted lake's gold and pane tables (None: it does not exist yet).
+
+    The job commits these from its driver, encrypted by pyarrow, with the row
+    count as the only statistics in their Delta logs; Spark's OPTIMIZE would
+    copy min/max values into the log. They are compacted as the job compacts
+    its own (:func:`pulsecast.lake.small_tables.compact`): the small files of
+    each partition bin-packed into files of up to
+    :meth:`MaintainedTable.max_file_bytes`, read with the lake key, written
+    encrypted, committed as one rewrite without data change. No Z-order: with
+    no min/max in the log there is nothing to skip files by.
+    """
+    from deltalake import DeltaTable
+    from deltalake.exceptions import CommitFailedError, TableNotFoundError
+
+    from pulsecast.lake import small_tables
+
+    try:
+        # Counted and planned on this one version: a commit since then that removed a
+        # file being packed fails the rewrite, instead of bringing the file's rows back.
+        delta = DeltaTable(table.uri)
+    except TableNotFoundError:
+        _absent(table)
+        return None
+    before = len(delta.file_uris())
+    if progress is not None:
+        predicate = _date_range(table.date_column, since, until)
+        where = f", {predicate}" if predicate else ""
+        skipped = (
+            f", no Z-order by {', '.join(table.zorder)}: no statistics in an encrypted lake"
+            if zorder and table.zorder
+            else ""
+        )
+        progress(f"optimizing {table.name} (compaction, encrypted{where}{skipped})...")
+    started = time.monotonic()
+    try:
+        metrics = small_tables.compact(
+            table.uri,
+            date_column=table.date_column,
+            since=since,
+            until=until,
+            crypto=crypto,
+            target_size=table.max_file_bytes(settings),
+            version=delta.version(),
+        )
+    except CommitFailedError as exc:
+        raise MaintenanceConflictError(table.name, "optimize", type(exc).__name__) from exc
+    seconds = time.monotonic() - started
+    removed, added = json.loads(metrics["filesRemoved"]), json.loads(metrics["filesAdded"])
+    return OptimizeResult(
+        table=table.name,
+        zorder=(),
+        files_before=before,
+        files_after=len(DeltaTable(table.uri).file_uris()),
+        files_removed=int(metrics["numFilesRemoved"]),
+        files_added=int(metrics["numFilesAdded"]),
+        bytes_removed=int(removed["totalSize"]),
+        bytes_added=int(added["totalSize"]),
+        partitions_optimized=int(metrics["partitionsOptimized"]),
+        seconds=seconds,
+    )
 
 
 def retention_hours(value: str | None) -> float:

@@ -7,7 +7,8 @@ table (a MERGE is 12 Spark jobs, about 3 s on 2 cores); delta-rs commits the
 same rows in 10 to 20 ms (``benchmarks/delta_commit_costs.py``). The tables
 stay ordinary Delta tables that Spark and DuckDB read, and the Delta
 protocol's optimistic concurrency applies between the two writers
-(``pulsecast lake optimize`` runs on Spark). Rows are replaced by predicate
+(``pulsecast lake optimize`` runs on Spark; in an encrypted lake it packs
+these tables with :func:`compact`, as the job does). Rows are replaced by predicate
 (one commit that removes what matches and adds the new rows), the way Spark's
 ``replaceWhere`` does.
 
@@ -23,7 +24,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CompactedAppends",
     "append_once",
+    "compact",
     "literal",
     "mark_final",
     "newest_tagged",
@@ -205,13 +207,70 @@ def read_since(
     )
 
 
+def compact(
+    uri: str,
+    *,
+    date_column: str,
+    since: date | None = None,
+    until: date | None = None,
+    crypto: LakeCrypto | None = None,
+    target_size: int | None = None,
+    version: int | None = None,
+) -> dict[str, Any]:
+    """Bin-pack the small files of each partition dated ``since`` to ``until`` (inclusive).
+
+    One commit removes the files packed and adds the new ones, without data
+    change (readers see the same rows); the files replaced stay on storage
+    until a vacuum. Without ``crypto``, delta-rs's ``optimize.compact``; with
+    it, :func:`pulsecast.lake.encrypted.compact` (delta-rs would rewrite the
+    files in plaintext), whose log entries keep no value statistics.
+
+    Args:
+        uri: The table (it exists).
+        date_column: The date partition column ``since`` and ``until`` filter on.
+        since: Only partitions of this date or later (None: no lower bound).
+        until: Only partitions of this date or earlier (None: no upper bound).
+        crypto: The lake's encryption (None: the lake is not encrypted).
+        target_size: Largest file written, in bytes (None: delta-rs's default, 100 MiB).
+        version: The version to plan from (None: the newest); a commit since
+            then that removed a file being packed fails the compaction.
+
+    Returns:
+        delta-rs's optimize metrics (``numFilesRemoved``, ``numFilesAdded``,
+        ``filesRemoved``, ``filesAdded``, ``partitionsOptimized``...).
+
+    Raises:
+        deltalake.exceptions.CommitFailedError: Another writer removed a file
+            being packed (nothing is committed).
+    """
+    from deltalake import DeltaTable
+
+    filters: list[tuple[str, str, Any]] = []
+    if since is not None:
+        filters.append((date_column, ">=", since.isoformat()))
+    if until is not None:
+        filters.append((date_column, "<=", until.isoformat()))
+    if crypto is not None:
+        from pulsecast.lake import encrypted
+
+        return encrypted.compact(
+            uri,
+            crypto,
+            partition_filters=filters,
+            target_size=target_size or encrypted.TARGET_SIZE,
+            version=version,
+        )
+    return DeltaTable(uri, version=version).optimize.compact(
+        partition_filters=filters or None, target_size=target_size
+    )
+
+
 class CompactedAppends:
     """A table the job appends to once per batch id, compacted every ``compact_every`` appends.
 
     Each append adds a file; every ``compact_every`` appends the partitions of
     the oldest day appended since the last compaction and later are packed
-    (delta-rs's ``optimize.compact``, or :func:`pulsecast.lake.encrypted.compact`
-    in an encrypted lake), so a day of batches stays a few files. A compaction
+    (:func:`compact`), so a day of batches stays a few files. A compaction
     that fails (another writer's commit in between, such as ``pulsecast lake
     optimize``) is logged and left to the next one: the rows are committed
     already, and the stream goes on. The files replaced stay on storage until
@@ -262,25 +321,17 @@ class CompactedAppends:
 
     def compact(self, since: date) -> bool:
         """Pack the small files of ``since`` and later days; False (logged) when it failed."""
-        from deltalake import DeltaTable
         from deltalake.exceptions import DeltaError
 
         started = time.monotonic()
-        filters = [(self.date_column, ">=", since.isoformat())]
         try:
-            if self.crypto is not None:  # delta-rs would rewrite the files in plaintext
-                from pulsecast.lake import encrypted
-
-                result = encrypted.compact(
-                    self.uri,
-                    self.crypto,
-                    partition_filters=filters,
-                    target_size=self.target_size or encrypted.TARGET_SIZE,
-                )
-            else:
-                result = DeltaTable(self.uri).optimize.compact(
-                    partition_filters=filters, target_size=self.target_size
-                )
+            result = compact(
+                self.uri,
+                date_column=self.date_column,
+                since=since,
+                crypto=self.crypto,
+                target_size=self.target_size,
+            )
         except (DeltaError, OSError) as exc:
             log.warning("compacting %s failed, left to the next compaction: %s", self.uri, exc)
             return False

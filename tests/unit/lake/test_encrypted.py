@@ -181,15 +181,54 @@ def test_encrypted_compact_packs_each_partitions_small_files(tmp_path: Path) -> 
         small_tables.append_once(uri, rows([f"k{n}"], [1.0]), "app", n, crypto=crypto)
     small_tables.append_once(uri, rows([MARKER], [2.0], hour=13), "app", 3, crypto=crypto)
     before = read(uri, crypto)
+    sizes = [p.stat().st_size for p in data_files(uri)]
     result = encrypted.compact(uri, crypto, partition_filters=[("window_date", ">=", "2026-05-01")])
-    assert result == {"numFilesRemoved": 3, "numFilesAdded": 1}
+    assert {k: v for k, v in result.items() if not k.startswith("files")} == {
+        "numFilesRemoved": 3,
+        "numFilesAdded": 1,
+        "partitionsOptimized": 1,
+        "totalConsideredFiles": 4,
+        "totalFilesSkipped": 1,
+    }
+    removed = json.loads(result["filesRemoved"])
+    assert (removed["totalFiles"], removed["totalSize"]) == (3, sum(sizes) - max(sizes))
+    assert json.loads(result["filesAdded"])["totalFiles"] == 1
     assert len(DeltaTable(uri).file_uris()) == 2  # hour 12 packed, hour 13 alone
     assert read(uri, crypto).equals(before)
     assert DeltaTable(uri).transaction_version("app") == 3
     assert_sealed(uri)
-    assert encrypted.compact(
-        uri, crypto, partition_filters=[("window_date", ">=", "2026-05-01")]
-    ) == {"numFilesRemoved": 0, "numFilesAdded": 0}
+    again = encrypted.compact(uri, crypto, partition_filters=[("window_date", ">=", "2026-05-01")])
+    assert (again["numFilesRemoved"], again["numFilesAdded"]) == (0, 0)
+
+
+def test_encrypted_compact_tells_apart_files_named_alike_in_two_partitions(
+    tmp_path: Path,
+) -> None:
+    """One write names its file in each partition alike: each partition packs its own."""
+    uri, crypto = table(tmp_path), crypto_of(tmp_path)
+    for n in range(2):
+        both = pa.concat_tables([rows([f"a{n}"], [1.0]), rows([f"b{n}"], [2.0], hour=13)])
+        small_tables.append_once(uri, both, "app", n, crypto=crypto)
+    names = [p.name for p in data_files(uri)]
+    assert len(set(names)) == 2 < len(names)  # two per name: one in each hour
+    before = read(uri, crypto)
+    result = encrypted.compact(uri, crypto)
+    assert (result["numFilesRemoved"], result["numFilesAdded"]) == (4, 2)
+    assert read(uri, crypto).equals(before)  # no row twice, none lost
+    assert len(DeltaTable(uri).file_uris()) == 2
+
+
+def test_encrypted_compact_bin_packs_up_to_the_target_size(tmp_path: Path) -> None:
+    uri, crypto = table(tmp_path), crypto_of(tmp_path)
+    for n in range(5):
+        small_tables.append_once(uri, rows([f"k{n}"], [1.0]), "app", n, crypto=crypto)
+    before = read(uri, crypto)
+    largest = max(p.stat().st_size for p in data_files(uri))
+    result = encrypted.compact(uri, crypto, target_size=2 * largest + 1)
+    # Largest first, first fit: two bins of two files, the fifth file left alone.
+    assert (result["numFilesRemoved"], result["numFilesAdded"]) == (4, 2)
+    assert len(DeltaTable(uri).file_uris()) == 3
+    assert read(uri, crypto).equals(before)
 
 
 def test_plaintext_path_writes_plaintext_files(tmp_path: Path) -> None:
