@@ -389,7 +389,10 @@ class HdfsSettings(_Section):
     """The local HDFS of ``pulsecast up --with hdfs``: one NameNode and one DataNode.
 
     To keep the lake there, set ``lake.uri`` to :attr:`lake_uri` and
-    ``stream.checkpoint_uri`` to :attr:`checkpoint_uri`.
+    ``stream.checkpoint_uri`` to :attr:`checkpoint_uri`. In secure mode
+    (``security.enabled``) block data is encrypted on the wire, the web ports
+    serve HTTPS only, and the lake is owner-only but for :attr:`readers` on
+    silver and gold (docs/security.md, "HDFS").
     """
 
     host: str = Field("127.0.0.1", description="Address the NameNode and DataNode bind to.")
@@ -409,6 +412,34 @@ class HdfsSettings(_Section):
     start_timeout_s: float = Field(
         120.0, gt=0, description="How long `up` waits until HDFS accepts writes."
     )
+    readers: list[str] = Field(
+        ["analyst", "dashboard"],
+        description="In secure mode, the HDFS user names granted read-only access (ACL r-x) "
+        "to the lake's silver and gold zones; nobody else but the owner reads the lake "
+        "(PULSECAST_HDFS__READERS, a JSON list).",
+    )
+    datanode_hostname: str | None = Field(
+        None,
+        min_length=1,
+        description="The name or address the DataNode gives clients for its data port "
+        "(dfs.datanode.hostname; pulsecast's Spark clients then connect by it); default: "
+        "its IP address, as Hadoop does.",
+    )
+
+    @model_validator(mode="after")
+    def _readers_are_names(self) -> HdfsSettings:
+        def is_name(text: str) -> bool:
+            ok = [c.isascii() and (c.isalnum() or c in "_.@-") for c in text]
+            return bool(text) and all(ok) and text[0] not in ".@-"
+
+        bad = [r for r in self.readers if not is_name(r)]
+        if bad:
+            msg = (
+                f"hdfs.readers must be user names (letters, digits, _ . @ -), got {bad!r}: "
+                "each becomes an entry of an HDFS ACL"
+            )
+            raise ValueError(msg)
+        return self
 
     @property
     def uri(self) -> str:

@@ -43,6 +43,18 @@ def free_ports(count: int) -> list[int]:
             sock.close()
 
 
+def hdfs_ports() -> dict[str, int]:
+    """Free ports for every HDFS daemon port setting (``[hdfs]`` keys)."""
+    names = [
+        "namenode_port",
+        "namenode_http_port",
+        "datanode_port",
+        "datanode_http_port",
+        "datanode_ipc_port",
+    ]
+    return dict(zip(names, free_ports(len(names)), strict=True))
+
+
 def write_config(root: Path, **extra_sections: dict[str, object]) -> Path:
     """A pulsecast.toml with free ports and state under ``root``."""
     kafka, controller, postgres, ingest = free_ports(4)

@@ -24,7 +24,7 @@ from pulsecast.services.hdfs import HdfsService
 from pulsecast.stream.job import StreamJob
 from pulsecast.testing import settings_for, telemetry_event
 
-from .conftest import StreamFactory, free_ports, job_settings, small_spark
+from .conftest import StreamFactory, free_ports, hdfs_ports, job_settings, small_spark
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -32,14 +32,7 @@ T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 @pytest.fixture(scope="session")
 def hdfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HdfsService]:
     """One HDFS (NameNode + DataNode) for the session, on free ports."""
-    names = [
-        "namenode_port",
-        "namenode_http_port",
-        "datanode_port",
-        "datanode_http_port",
-        "datanode_ipc_port",
-    ]
-    ports = dict(zip(names, free_ports(len(names)), strict=True))
+    ports = hdfs_ports()
     service = HdfsService(settings_for(tmp_path_factory.mktemp("hdfs") / "state", hdfs=ports))
     try:
         service.start()

@@ -1,8 +1,10 @@
 """A raw TCP proxy that records the bytes on the wire: the secure-mode tests' tap.
 
-It listens on a loopback port (free, or the one given), relays each connection
-to ``127.0.0.1:upstream`` both ways in threads, and keeps a copy of every byte
-and of each client's first bytes (a TLS handshake starts with ``0x16``).
+It listens on a loopback port (free, or the one given) of ``127.0.0.1`` or of
+another loopback address (all of ``127.0.0.0/8`` is loopback on Linux), relays
+each connection to ``127.0.0.1:upstream`` both ways in threads, and keeps a
+copy of every byte and of each client's first bytes (a TLS handshake starts
+with ``0x16``).
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ __all__ = ["WireTap"]
 
 
 class WireTap:
-    """Relays ``127.0.0.1:port`` to ``127.0.0.1:upstream``, keeping every byte."""
+    """Relays ``host:port`` to ``127.0.0.1:upstream``, keeping every byte."""
 
-    def __init__(self, upstream: int, *, port: int = 0) -> None:
+    def __init__(self, upstream: int, *, port: int = 0, host: str = "127.0.0.1") -> None:
         self.upstream = upstream
-        self._server = socket.create_server(("127.0.0.1", port))
+        self.host = host
+        self._server = socket.create_server((host, port))
         self._server.settimeout(0.2)
         self.port: int = self._server.getsockname()[1]
         self.openings: list[bytes] = []  # the first bytes each client sent

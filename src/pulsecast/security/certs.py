@@ -1,7 +1,7 @@
 """The local certificate authority and the certificates of every server and client principal.
 
 ``pulsecast security init`` calls :func:`init_certificates`: a CA, then one
-certificate per server (``kafka``, ``postgres``, ``ingest``, ``dashboard``;
+certificate per server (``kafka``, ``postgres``, ``ingest``, ``dashboard``, ``hdfs``;
 names ``localhost`` and ``127.0.0.1``) and per client principal (``producer``,
 ``stream``, ``dashboard``, ``admin``). Keys are ECDSA P-256 in PKCS#8 PEM (what
 Kafka's PEM support and PostgreSQL read). Each leaf folder also holds what a
@@ -61,7 +61,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SERVER_NAMES: tuple[str, ...] = ("kafka", "postgres", "ingest", "dashboard")
+SERVER_NAMES: tuple[str, ...] = ("kafka", "postgres", "ingest", "dashboard", "hdfs")
 CLIENT_PRINCIPALS: tuple[str, ...] = ("producer", "stream", "dashboard", "admin")
 LeafKind = Literal["server", "client"]
 

@@ -1,7 +1,8 @@
 """``pulsecast security check``: what is protected now, and what is not.
 
 Reports findings by area (certificates, keystore, API keys, rate limits, the
-dashboard's login, audit trail, Kafka, PostgreSQL, HTTPS and the lake at rest) with a
+dashboard's login, audit trail, Kafka, PostgreSQL, HTTPS, the lake at rest and, when
+the lake or the checkpoints are on it or it was started, the local HDFS) with a
 status: ``ok``, ``warn``, ``off`` (not protected, by choice or not built yet)
 or ``fail`` (something is wrong). The audit trail is ``ok`` when its chain is
 intact and was checked with the audit key (or is empty), ``warn`` when intact
@@ -309,6 +310,7 @@ def security_check(settings: Settings, *, now: datetime | None = None) -> list[F
         *_postgres(settings),
         _https(settings),
         _lake(settings),
+        *_hdfs(settings),
     ]
 
 
@@ -368,3 +370,84 @@ def _https(settings: Settings) -> Finding:
     if len(servers) < 2:
         return Finding("http", "warn", f"{text}; the other serves plain HTTP")
     return Finding("http", "ok", text)
+
+
+def _hadoop_properties(path: Path) -> dict[str, str]:
+    """A Hadoop ``*-site.xml`` as a mapping (empty when missing or unreadable)."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.parse(path).getroot()  # noqa: S314 (written by pulsecast's launcher)
+    except (OSError, ET.ParseError):
+        return {}
+    return {p.findtext("name", ""): p.findtext("value", "") for p in root.iter("property")}
+
+
+def _hdfs(settings: Settings) -> list[Finding]:
+    """Wire encryption, HTTPS and the lake's ACLs of the local HDFS, from its last config."""
+    from pulsecast.services.hdfs import CIPHER_SUITE, READER_ZONES, HdfsService
+
+    hdfs = settings.hdfs
+    uris = (settings.lake_uri, settings.checkpoint_uri)
+    service = HdfsService(settings)
+    site_file = service.conf_dir / "hdfs-site.xml"
+    on_hdfs = [u for u in uris if u.startswith("hdfs://")]
+    if not on_hdfs and not site_file.is_file():
+        return []  # HDFS is neither used nor started: nothing to report
+    if on_hdfs and not any(hdfs.serves(u) for u in on_hdfs):
+        return [
+            Finding(
+                "hdfs",
+                "warn" if settings.security.enabled else "off",
+                "external HDFS: its wire encryption and permissions are not checked here",
+            )
+        ]
+    if not settings.security.enabled:
+        return [
+            Finding(
+                "hdfs",
+                "off",
+                "security.enabled is false: block data in plaintext, web UI over HTTP, "
+                "the lake readable by every HDFS user",
+            )
+        ]
+    if not site_file.is_file():
+        return [Finding("hdfs", "warn", "secure mode configured, HDFS not started yet")]
+    site = _hadoop_properties(site_file)
+    core = _hadoop_properties(service.conf_dir / "core-site.xml")
+    wanted = {
+        "dfs.encrypt.data.transfer": "true",
+        "dfs.block.access.token.enable": "true",
+        "dfs.encrypt.data.transfer.cipher.suites": CIPHER_SUITE,
+        "dfs.http.policy": "HTTPS_ONLY",
+        "dfs.namenode.acls.enabled": "true",
+        "dfs.permissions.enabled": "true",
+    }
+    missing = [k for k, v in wanted.items() if site.get(k) != v]
+    if core.get("hadoop.http.authentication.simple.anonymous.allowed") != "false":
+        missing.append("hadoop.http.authentication.simple.anonymous.allowed")
+    if missing:
+        text = f"last started without {', '.join(missing)} ({site_file}); restart it"
+        return [Finding("hdfs", "fail", text)]
+    findings = []
+    loose = _loose([service.conf_dir / "ssl-server.xml"])
+    if loose:
+        text = f"readable by others: {', '.join(map(str, loose))}"
+        findings.append(Finding("hdfs", "fail", text))
+    readers = ", ".join(hdfs.readers) or "nobody"
+    findings += [
+        Finding(
+            "hdfs",
+            "ok",
+            f"block data encrypted on the wire ({CIPHER_SUITE}, block access tokens); web UI, "
+            "JMX and WebHDFS HTTPS only; lake and checkpoints owner-only (0700, default "
+            f"ACLs), read-only for {readers} on {' and '.join(READER_ZONES)}",
+        ),
+        Finding(
+            "hdfs",
+            "warn",
+            "RPC to the NameNode (paths, file names, permissions; no file data) is plaintext "
+            "on loopback, and user names are claimed, not proven (simple auth, no Kerberos)",
+        ),
+    ]
+    return findings

@@ -13,6 +13,22 @@ user who runs the jobs.
 
 Point the lake at it with ``lake.uri = hdfs://127.0.0.1:8020/pulsecast/lake``
 (:attr:`~pulsecast.config.HdfsSettings.lake_uri`).
+
+In secure mode (``security.enabled``) the daemons also:
+
+- encrypt block data between clients and the DataNode (``dfs.encrypt.data.transfer``
+  with AES/CTR, keys handed out by the NameNode with block access tokens; no
+  Kerberos needed). RPC to the NameNode (paths, file names, no data) stays
+  plaintext: protecting it needs Kerberos, which is not provided;
+- serve their web UIs, JMX and WebHDFS over HTTPS only, with the ``hdfs``
+  server certificate of the local CA (``ssl-server.xml``, ``0600``);
+- enforce owner permissions and ACLs: on start, the lake root and its zones
+  (bronze, silver, gold, state) and the checkpoint root are made owner-only
+  (``0700``) with default ACLs that every new file and folder inherits, so new
+  files are owner-only whatever the writing client's umask; ``hdfs.readers``
+  get read-only access (``r-x``) to silver and gold. HDFS's "simple"
+  authentication trusts the user name a client claims (``HADOOP_USER_NAME``):
+  this stops other local users' tools and mistakes, not someone who lies.
 """
 
 from __future__ import annotations
@@ -20,15 +36,22 @@ from __future__ import annotations
 import getpass
 import json
 import logging
+import posixpath
 import re
 import shutil
 import subprocess
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from xml.sax.saxutils import escape
 
 import httpx
 
 from pulsecast.config import Settings
+from pulsecast.security import security_dir, write_private
+from pulsecast.security.certs import leaf_dir, read_keystore_password
+from pulsecast.security.errors import SecurityError
+from pulsecast.security.tls import http_verify
 from pulsecast.services.base import (
     Daemon,
     Service,
@@ -40,12 +63,30 @@ from pulsecast.services.base import (
 from pulsecast.services.errors import ServiceStartError
 from pulsecast.services.java import artifacts_dir, classpath, find_java
 
-__all__ = ["DATANODE_MAIN", "NAMENODE_MAIN", "HdfsService"]
+__all__ = [
+    "CIPHER_SUITE",
+    "DATANODE_MAIN",
+    "NAMENODE_MAIN",
+    "READER_ZONES",
+    "ZONES",
+    "HdfsService",
+    "hadoop_xml",
+]
 
 log = logging.getLogger(__name__)
 
 NAMENODE_MAIN = "org.apache.hadoop.hdfs.server.namenode.NameNode"
 DATANODE_MAIN = "org.apache.hadoop.hdfs.server.datanode.DataNode"
+
+#: The lake's zones (folders under its root, see pulsecast.lake.tables).
+ZONES = ("bronze", "silver", "gold", "state")
+#: The zones ``hdfs.readers`` may read in secure mode: validated events and aggregates.
+#: Bronze holds records as received (rejected ones too) and state the job's internals.
+READER_ZONES = ("silver", "gold")
+#: Block data on the wire: AES in counter mode, 256-bit keys negotiated per connection.
+CIPHER_SUITE = "AES/CTR/NoPadding"
+# What a secure HDFS's web server calls a request without a user name: a user with no rights.
+_ANONYMOUS = "dr.who"
 
 # Hadoop 3.5 logs through reload4j (the log4j 1 API): one console appender, the
 # daemon's output goes to its log file. Per-operation audit and trace lines are
@@ -71,6 +112,19 @@ def hadoop_xml(properties: dict[str, str]) -> str:
         )
     lines.append("</configuration>")
     return "\n".join(lines) + "\n"
+
+
+def _path_of(uri: str) -> str:
+    """The path part of an ``hdfs://`` URI (``/pulsecast/lake``)."""
+    return urlsplit(uri).path.rstrip("/") or "/"
+
+
+def _remote_error(reply: httpx.Response) -> str:
+    """The message of a WebHDFS error reply (its ``RemoteException``), else its status."""
+    try:
+        return str(reply.json()["RemoteException"]["message"]).splitlines()[0]
+    except (ValueError, KeyError, TypeError, IndexError):
+        return f"HTTP {reply.status_code}"
 
 
 class HdfsService(Service):
@@ -106,43 +160,118 @@ class HdfsService(Service):
     def managed(self) -> bool:  # noqa: D102 (see base class)
         return True
 
+    @property
+    def secure(self) -> bool:
+        """Whether the daemons run in secure mode (``security.enabled``)."""
+        return self.settings.security.enabled
+
+    @property
+    def keystore(self) -> Path:
+        """The web servers' TLS key and certificate chain (PKCS#12, from ``security init``)."""
+        return leaf_dir(security_dir(self.settings), "server", "hdfs") / "keystore.p12"
+
+    @property
+    def web_url(self) -> str:
+        """The NameNode's web UI (``https://`` in secure mode)."""
+        h = self.settings.hdfs
+        scheme = "https" if self.secure else "http"
+        return f"{scheme}://{h.host}:{h.namenode_http_port}"
+
     # -- configuration ---------------------------------------------------------------------
 
     def core_site(self) -> str:
         """``core-site.xml``: the default file system and Hadoop's scratch space."""
         h = self.settings.hdfs
-        return hadoop_xml(
-            {
-                "fs.defaultFS": h.uri,
-                "hadoop.tmp.dir": str(self.tmp_dir),
-                # The web UI's file browser acts as the user who runs the daemons.
-                "hadoop.http.staticuser.user": getpass.getuser(),
-            }
-        )
+        props = {
+            "fs.defaultFS": h.uri,
+            "hadoop.tmp.dir": str(self.tmp_dir),
+            # The web UI's file browser acts as the user who runs the daemons.
+            "hadoop.http.staticuser.user": getpass.getuser(),
+        }
+        if self.secure:
+            props.update(
+                {
+                    # A request without a user name is nobody, not the superuser.
+                    "hadoop.http.staticuser.user": _ANONYMOUS,
+                    "hadoop.http.authentication.simple.anonymous.allowed": "false",
+                    # Clients reading this file (the daemons, hdfs dfs) create owner-only.
+                    "fs.permissions.umask-mode": "077",
+                    # AES/CTR in Java: no attempt (and warning) to load native OpenSSL.
+                    "hadoop.security.crypto.codec.classes.aes.ctr.nopadding": (
+                        "org.apache.hadoop.crypto.JceAesCtrCryptoCodec"
+                    ),
+                }
+            )
+        return hadoop_xml(props)
 
     def hdfs_site(self) -> str:
-        """``hdfs-site.xml``: storage folders, every address on ``hdfs.host``, one replica."""
+        """``hdfs-site.xml``: storage folders, every address on ``hdfs.host``, one replica.
+
+        In secure mode also encrypted block transfer, HTTPS only, and ACLs.
+        """
         h = self.settings.hdfs
+        props = {
+            "dfs.namenode.name.dir": self.name_dir.as_uri(),
+            "dfs.datanode.data.dir": self.data_dir.as_uri(),
+            "dfs.namenode.rpc-address": f"{h.host}:{h.namenode_port}",
+            "dfs.namenode.http-address": f"{h.host}:{h.namenode_http_port}",
+            "dfs.datanode.address": f"{h.host}:{h.datanode_port}",
+            "dfs.datanode.http.address": f"{h.host}:{h.datanode_http_port}",
+            "dfs.datanode.ipc.address": f"{h.host}:{h.datanode_ipc_port}",
+            "dfs.replication": str(h.replication),
+            "dfs.permissions.enabled": "true",
+            # Hadoop's default since 3.3, said in both modes: a NameNode whose namespace
+            # holds ACLs (set in secure mode) refuses to start with them off.
+            "dfs.namenode.acls.enabled": "true",
+            # One DataNode: leave safe mode as soon as its blocks are reported.
+            "dfs.namenode.safemode.extension": "0",
+            "dfs.namenode.safemode.min.datanodes": "1",
+        }
+        if h.datanode_hostname is not None:
+            props["dfs.datanode.hostname"] = h.datanode_hostname
+        if self.secure:
+            props.update(
+                {
+                    # The NameNode hands each client a data encryption key (with a block
+                    # access token); client and DataNode then agree on an AES key by SASL.
+                    "dfs.block.access.token.enable": "true",
+                    "dfs.encrypt.data.transfer": "true",
+                    "dfs.encrypt.data.transfer.cipher.suites": CIPHER_SUITE,
+                    "dfs.encrypt.data.transfer.cipher.key.bitlength": "256",
+                    # Web UIs, JMX and WebHDFS: HTTPS on the same ports, no plain HTTP.
+                    "dfs.http.policy": "HTTPS_ONLY",
+                    "dfs.namenode.https-address": f"{h.host}:{h.namenode_http_port}",
+                    "dfs.datanode.https.address": f"{h.host}:{h.datanode_http_port}",
+                }
+            )
+        return hadoop_xml(props)
+
+    def ssl_server(self, keystore_password: str) -> str:
+        """``ssl-server.xml``: the web servers' keystore, the ``hdfs`` leaf of the local CA."""
         return hadoop_xml(
             {
-                "dfs.namenode.name.dir": self.name_dir.as_uri(),
-                "dfs.datanode.data.dir": self.data_dir.as_uri(),
-                "dfs.namenode.rpc-address": f"{h.host}:{h.namenode_port}",
-                "dfs.namenode.http-address": f"{h.host}:{h.namenode_http_port}",
-                "dfs.datanode.address": f"{h.host}:{h.datanode_port}",
-                "dfs.datanode.http.address": f"{h.host}:{h.datanode_http_port}",
-                "dfs.datanode.ipc.address": f"{h.host}:{h.datanode_ipc_port}",
-                "dfs.replication": str(h.replication),
-                "dfs.permissions.enabled": "true",
-                # One DataNode: leave safe mode as soon as its blocks are reported.
-                "dfs.namenode.safemode.extension": "0",
-                "dfs.namenode.safemode.min.datanodes": "1",
+                "ssl.server.keystore.type": "pkcs12",
+                "ssl.server.keystore.location": str(self.keystore),
+                "ssl.server.keystore.password": keystore_password,
+                "ssl.server.keystore.keypassword": keystore_password,
             }
         )
 
     def _write_config(self) -> None:
         self.conf_dir.mkdir(parents=True, exist_ok=True)
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        ssl_server = self.conf_dir / "ssl-server.xml"
+        if self.secure:
+            # Block files, fsimage and the keystore's password: the daemons' user only.
+            for folder in (self.home, self.conf_dir):
+                folder.chmod(0o700)
+            try:
+                password = read_keystore_password(self.keystore.parent)
+            except SecurityError as exc:
+                raise ServiceStartError(self.name, str(exc), None) from exc
+            write_private(ssl_server, self.ssl_server(password).encode())
+        else:
+            ssl_server.unlink(missing_ok=True)
         (self.conf_dir / "core-site.xml").write_text(self.core_site())
         (self.conf_dir / "hdfs-site.xml").write_text(self.hdfs_site())
         (self.conf_dir / "log4j.properties").write_text(_LOG4J)
@@ -186,11 +315,16 @@ class HdfsService(Service):
 
     def _namenode_info(self) -> dict[str, Any] | None:
         """The NameNode's ``NameNodeInfo`` bean from its JMX servlet, or None."""
-        h = self.settings.hdfs
-        url = f"http://{h.host}:{h.namenode_http_port}/jmx"
         try:
             reply = httpx.get(
-                url, params={"qry": "Hadoop:service=NameNode,name=NameNodeInfo"}, timeout=2
+                f"{self.web_url}/jmx",
+                params={
+                    "qry": "Hadoop:service=NameNode,name=NameNodeInfo",
+                    # Secure mode refuses requests without a user name.
+                    "user.name": getpass.getuser(),
+                },
+                timeout=2,
+                verify=http_verify(self.settings),
             )
             beans = reply.json()["beans"] if reply.status_code == 200 else []
         except (httpx.HTTPError, ValueError, KeyError):
@@ -213,6 +347,89 @@ class HdfsService(Service):
             return False
         self._waiting_for = "the NameNode to leave safe mode"
         return not info.get("Safemode")
+
+    # -- owner permissions and ACLs (secure mode) ------------------------------------------
+
+    def _roots(self) -> tuple[str, str]:
+        """The paths of the lake and of the checkpoints that secure mode protects."""
+        s, hdfs = self.settings, self.settings.hdfs
+        lake = s.lake_uri if hdfs.serves(s.lake_uri) else hdfs.lake_uri
+        checkpoints = s.checkpoint_uri if hdfs.serves(s.checkpoint_uri) else hdfs.checkpoint_uri
+        return _path_of(lake), _path_of(checkpoints)
+
+    def protected_paths(self) -> dict[str, str]:
+        """The HDFS folders secure mode protects, with their ACLs.
+
+        The lake root is ``lake.uri`` when it is on this HDFS, else
+        ``hdfs.lake_uri``; the same for the checkpoints. Each folder belongs to
+        the daemons' user (HDFS's superuser) with mode ``0700``, and its default
+        ACL (what new children inherit) is owner-only too: a file written there
+        later is owner-only whatever the writing client's umask. ``hdfs.readers``
+        may traverse the lake root (``--x``) and read silver and gold (``r-x``),
+        and every file and folder created there later.
+
+        Returns:
+            The ACL spec (WebHDFS ``aclspec``) of each folder, by path.
+        """
+        hdfs = self.settings.hdfs
+        lake, checkpoints = self._roots()
+        owner = ["user::rwx", "group::---", "other::---"]
+        inherit = [f"default:{entry}" for entry in owner]
+
+        def readers(perm: str) -> list[str]:
+            if not hdfs.readers:
+                return []
+            return [*(f"user:{r}:{perm}" for r in hdfs.readers), f"mask::{perm}"]
+
+        specs = {checkpoints: owner + inherit, lake: owner + readers("--x") + inherit}
+        for zone in ZONES:
+            spec = owner + inherit
+            if zone in READER_ZONES:
+                spec = owner + readers("r-x") + inherit
+                spec += [f"default:{entry}" for entry in readers("r-x")]
+            specs[posixpath.join(lake, zone)] = spec
+        return {path: ",".join(spec) for path, spec in specs.items()}
+
+    def _webhdfs(self, path: str, op: str, **params: str) -> httpx.Response:
+        """One WebHDFS ``PUT`` as the daemons' user (the superuser)."""
+        return httpx.put(
+            f"{self.web_url}/webhdfs/v1{path}",
+            params={"op": op, "user.name": getpass.getuser(), **params},
+            timeout=30,
+            verify=http_verify(self.settings),
+        )
+
+    def protect_paths(self) -> None:
+        """Create the lake's and the checkpoints' folders owner-only, with their ACLs.
+
+        Idempotent: runs on every secure start. Files that exist already keep
+        their permissions: a default ACL reaches files created after it.
+
+        Raises:
+            ServiceStartError: The NameNode refused a change.
+        """
+        specs = self.protected_paths()
+        lake = self._roots()[0]
+        steps = [(path, "MKDIRS", {"permission": "700"}) for path in specs]
+        steps += [(path, "SETACL", {"aclspec": spec}) for path, spec in specs.items()]
+        readers = self.settings.hdfs.readers
+        if readers:
+            # The lake's parents (made 0700 by MKDIRS if they were missing) let readers through.
+            traverse = ",".join(f"user:{r}:--x" for r in readers)
+            parents = [posixpath.dirname(lake)]
+            while parents[-1] != "/":
+                parents.append(posixpath.dirname(parents[-1]))
+            steps += [(p, "MODIFYACLENTRIES", {"aclspec": traverse}) for p in parents[:-1]]
+        for path, op, params in steps:
+            try:
+                reply = self._webhdfs(path, op, **params)
+            except httpx.HTTPError as exc:
+                reason = f"could not protect {path} ({op}): {exc}"
+                raise ServiceStartError(self.name, reason, self.namenode.log_file) from exc
+            if reply.status_code != 200:
+                reason = f"could not protect {path} ({op}): {_remote_error(reply)}"
+                raise ServiceStartError(self.name, reason, self.namenode.log_file)
+        log.info("hdfs: %s owner-only; readers %s may read silver and gold", lake, readers)
 
     def _died(self) -> str | None:
         for daemon, what in ((self.namenode, "NameNode"), (self.datanode, "DataNode")):
@@ -256,6 +473,12 @@ class HdfsService(Service):
             culprit = self.datanode if "DataNode" in problem else self.namenode
             self.stop()
             raise ServiceStartError(self.name, problem, culprit.log_file)
+        if self.secure:
+            try:
+                self.protect_paths()
+            except ServiceStartError:
+                self.stop()  # not up with an unprotected lake
+                raise
         log.info("hdfs is ready at %s", h.uri)
         return self.status()
 
@@ -282,7 +505,7 @@ class HdfsService(Service):
         if namenode is not None and datanode is not None:
             detail = (
                 f"NameNode + DataNode (pid {datanode}), web UI "
-                f'http://{h.host}:{h.namenode_http_port}; lake.uri = "{h.lake_uri}"'
+                f'{self.web_url}; lake.uri = "{h.lake_uri}"'
             )
         elif namenode is None and datanode is None:
             detail = "NameNode + DataNode"
@@ -301,7 +524,7 @@ class HdfsService(Service):
             extra={
                 "datanode_pid": str(datanode or ""),
                 "datanode_log": str(self.datanode.log_file),
-                "web_ui": f"http://{h.host}:{h.namenode_http_port}",
+                "web_ui": self.web_url,
                 "lake_uri": h.lake_uri,
                 "checkpoint_uri": h.checkpoint_uri,
             },

@@ -77,6 +77,11 @@ def spark_conf(settings: Settings, jars: list[Path]) -> dict[str, str]:
         # An HDFS client picks each file's replication: ask the local HDFS (one
         # DataNode) for its own, not Hadoop's default of 3.
         conf["spark.hadoop.dfs.replication"] = str(hdfs.replication)
+        if hdfs.datanode_hostname is not None:
+            conf["spark.hadoop.dfs.client.use.datanode.hostname"] = "true"
+        if settings.security.enabled:
+            # Owner-only files and folders wherever no default ACL says otherwise.
+            conf["spark.hadoop.fs.permissions.umask-mode"] = "077"
     conf.update(spark.conf)
     return conf
 

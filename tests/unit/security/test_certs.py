@@ -44,7 +44,7 @@ def test_certs_init_creates_a_ca_servers_and_clients(tmp_path: Path) -> None:
         *(f"server/{n}" for n in SERVER_NAMES),
         *(f"client/{n}" for n in CLIENT_PRINCIPALS),
     ]
-    assert SERVER_NAMES == ("kafka", "postgres", "ingest", "dashboard")
+    assert SERVER_NAMES == ("kafka", "postgres", "ingest", "dashboard", "hdfs")
     assert CLIENT_PRINCIPALS == ("producer", "stream", "dashboard", "admin")
 
 

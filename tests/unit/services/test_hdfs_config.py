@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import getpass
 import socket
+import stat
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
 from pulsecast.config import Settings, load_settings
+from pulsecast.security.mode import initialise
 from pulsecast.services.errors import PortInUseError, ServiceError
 from pulsecast.services.hdfs import DATANODE_MAIN, NAMENODE_MAIN, HdfsService, hadoop_xml
 from pulsecast.services.stack import Stack
@@ -130,3 +133,150 @@ def test_hdfs_port_taken_is_one_clear_line_before_any_start(tmp_path: Path) -> N
     )
     assert str(info.value).endswith("choose another port with PULSECAST_HDFS__DATANODE_IPC_PORT")
     assert not (tmp_path / "hdfs").exists()  # nothing written, nothing started
+
+
+# -- secure mode ----------------------------------------------------------------------------------
+
+
+def secure_service(tmp_path: Path, **hdfs: object) -> HdfsService:
+    security = {"enabled": True, "encrypt_lake": False}
+    return HdfsService(settings_for(tmp_path, hdfs={**PORTS, **hdfs}, security=security))
+
+
+def test_hdfs_secure_site_encrypts_block_data_serves_https_and_enables_acls(
+    tmp_path: Path,
+) -> None:
+    site = properties(secure_service(tmp_path).hdfs_site())
+    assert site["dfs.block.access.token.enable"] == "true"
+    assert site["dfs.encrypt.data.transfer"] == "true"
+    assert site["dfs.encrypt.data.transfer.cipher.suites"] == "AES/CTR/NoPadding"
+    assert site["dfs.encrypt.data.transfer.cipher.key.bitlength"] == "256"
+    assert site["dfs.http.policy"] == "HTTPS_ONLY"
+    assert site["dfs.namenode.https-address"] == "127.0.0.1:19870"
+    assert site["dfs.datanode.https.address"] == "127.0.0.1:19864"
+    assert site["dfs.namenode.acls.enabled"] == "true"
+    assert site["dfs.permissions.enabled"] == "true"
+
+
+def test_hdfs_plain_site_has_none_of_secure_mode(tmp_path: Path) -> None:
+    service = HdfsService(settings_for(tmp_path, hdfs=PORTS))
+    site, core = properties(service.hdfs_site()), properties(service.core_site())
+    secure_keys = {
+        "dfs.block.access.token.enable",
+        "dfs.encrypt.data.transfer",
+        "dfs.http.policy",
+        "dfs.datanode.hostname",
+    }
+    assert not secure_keys & set(site)
+    # On in both modes (Hadoop's default): a namespace with ACLs starts either way.
+    assert site["dfs.namenode.acls.enabled"] == "true"
+    assert "fs.permissions.umask-mode" not in core
+    assert core["hadoop.http.staticuser.user"] == getpass.getuser()
+    assert service.web_url == "http://127.0.0.1:19870"
+
+
+def test_hdfs_secure_core_site_is_owner_only_and_names_no_anonymous_superuser(
+    tmp_path: Path,
+) -> None:
+    service = secure_service(tmp_path)
+    core = properties(service.core_site())
+    assert core["fs.permissions.umask-mode"] == "077"
+    assert core["hadoop.http.authentication.simple.anonymous.allowed"] == "false"
+    # Without a user name a web request is nobody in particular, never the superuser.
+    assert core["hadoop.http.staticuser.user"] == "dr.who"
+    assert service.web_url == "https://127.0.0.1:19870"
+
+
+def test_hdfs_ssl_server_points_at_the_hdfs_keystore(tmp_path: Path) -> None:
+    service = secure_service(tmp_path)
+    ssl = properties(service.ssl_server("s3cret"))
+    keystore = tmp_path.resolve() / "security" / "servers" / "hdfs" / "keystore.p12"
+    assert ssl == {
+        "ssl.server.keystore.type": "pkcs12",
+        "ssl.server.keystore.location": str(keystore),
+        "ssl.server.keystore.password": "s3cret",
+        "ssl.server.keystore.keypassword": "s3cret",
+    }
+
+
+def test_hdfs_secure_config_files_keep_the_password_private(tmp_path: Path) -> None:
+    service = secure_service(tmp_path)
+    initialise(service.settings)
+    service._write_config()
+    ssl_server = service.conf_dir / "ssl-server.xml"
+    assert stat.S_IMODE(ssl_server.stat().st_mode) == 0o600
+    assert stat.S_IMODE(service.home.stat().st_mode) == 0o700
+    password = (service.keystore.parent / "keystore.password").read_text().strip()
+    assert properties(ssl_server.read_text())["ssl.server.keystore.password"] == password
+    # Plain again: the password file goes.
+    HdfsService(settings_for(tmp_path, hdfs=PORTS))._write_config()
+    assert not ssl_server.exists()
+
+
+def test_hdfs_secure_start_without_certificates_is_one_clear_line(tmp_path: Path) -> None:
+    with pytest.raises(ServiceError) as info:
+        secure_service(tmp_path)._write_config()
+    assert str(info.value).startswith("hdfs did not start: no keystore password in ")
+    assert str(info.value).endswith("servers/hdfs; run `pulsecast security init`")
+
+
+def test_hdfs_protected_paths_are_owner_only_with_readers_on_silver_and_gold(
+    tmp_path: Path,
+) -> None:
+    specs = secure_service(tmp_path, readers=["analyst"]).protected_paths()
+    owner = "user::rwx,group::---,other::---"
+    inherit = "default:user::rwx,default:group::---,default:other::---"
+    readable = (
+        f"{owner},user:analyst:r-x,mask::r-x,{inherit},default:user:analyst:r-x,default:mask::r-x"
+    )
+    assert specs == {
+        "/pulsecast/checkpoints": f"{owner},{inherit}",
+        "/pulsecast/lake": f"{owner},user:analyst:--x,mask::--x,{inherit}",
+        "/pulsecast/lake/bronze": f"{owner},{inherit}",
+        "/pulsecast/lake/silver": readable,
+        "/pulsecast/lake/gold": readable,
+        "/pulsecast/lake/state": f"{owner},{inherit}",
+    }
+
+
+def test_hdfs_protects_the_configured_lake_when_it_is_on_this_hdfs(tmp_path: Path) -> None:
+    settings = settings_for(
+        tmp_path,
+        hdfs={**PORTS, "readers": []},
+        security={"enabled": True},
+        lake={"uri": "hdfs://127.0.0.1:18020/data/lake/"},
+        stream={"checkpoint_uri": "hdfs://namenode:8020/cp"},  # another HDFS: not ours
+    )
+    specs = HdfsService(settings).protected_paths()
+    assert set(specs) == {
+        "/pulsecast/checkpoints",
+        "/data/lake",
+        "/data/lake/bronze",
+        "/data/lake/silver",
+        "/data/lake/gold",
+        "/data/lake/state",
+    }
+    # No reader: nobody but the owner, silver and gold included.
+    assert not any("user:" in spec.replace("user::", "") for spec in specs.values())
+
+
+def test_hdfs_readers_must_be_user_names(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"hdfs.readers must be user names .*\['a,b', ''\]"):
+        settings_for(tmp_path, hdfs={"readers": ["ok_1", "a,b", ""]})
+    assert settings_for(tmp_path).hdfs.readers == ["analyst", "dashboard"]
+
+
+def test_hdfs_datanode_hostname_is_advertised_and_used_by_spark(tmp_path: Path) -> None:
+    service = secure_service(tmp_path, datanode_hostname="127.0.0.2")
+    assert properties(service.hdfs_site())["dfs.datanode.hostname"] == "127.0.0.2"
+    settings = service.settings.model_copy(
+        update={
+            "lake": service.settings.lake.model_copy(update={"uri": "hdfs://127.0.0.1:18020/l"})
+        }
+    )
+    conf = spark_conf(settings, [])
+    assert conf["spark.hadoop.dfs.client.use.datanode.hostname"] == "true"
+    assert conf["spark.hadoop.fs.permissions.umask-mode"] == "077"
+    plain = settings_for(tmp_path, hdfs=PORTS, lake={"uri": "hdfs://127.0.0.1:18020/l"})
+    assert "spark.hadoop.fs.permissions.umask-mode" not in spark_conf(plain, [])
+    assert "spark.hadoop.dfs.client.use.datanode.hostname" not in spark_conf(plain, [])
