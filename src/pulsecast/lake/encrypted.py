@@ -45,7 +45,9 @@ _ROW = "__pulsecast_row"
 
 def append_once(uri: str, rows: pa.Table, app_id: str, version: int, crypto: LakeCrypto) -> bool:
     """See :func:`pulsecast.lake.small_tables.append_once`; the files encrypted."""
-    from deltalake import CommitProperties, DeltaTable, Transaction
+    from deltalake import DeltaTable
+
+    from pulsecast.lake.small_tables import once_properties
 
     table = DeltaTable(uri)
     done = table.transaction_version(app_id)
@@ -56,7 +58,7 @@ def append_once(uri: str, rows: pa.Table, app_id: str, version: int, crypto: Lak
         mode="append",
         schema=table.schema(),
         partition_by=table.metadata().partition_columns,
-        commit_properties=CommitProperties(app_transactions=[Transaction(app_id, version)]),
+        commit_properties=once_properties(app_id, version),
     )
     return True
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pyarrow as pa
+    from deltalake import CommitProperties
 
     from pulsecast.security.lake_crypto import LakeCrypto
 
@@ -38,6 +39,7 @@ __all__ = [
     "literal",
     "mark_final",
     "newest_tagged",
+    "once_properties",
     "quote",
     "read_since",
     "replace",
@@ -58,7 +60,9 @@ def append_once(
     """Append ``rows`` as ``version`` of writer ``app_id``, unless the table holds it already.
 
     The version is recorded in the same commit (a Delta application
-    transaction), so a replayed micro-batch is not appended twice.
+    transaction), so a replayed micro-batch is not appended twice; the
+    commit's user metadata says ``<app_id>:<version>`` too, as the job's
+    Spark appends do (:func:`newest_tagged` reads either).
 
     Args:
         uri: The table (it exists).
@@ -74,7 +78,7 @@ def append_once(
         from pulsecast.lake import encrypted
 
         return encrypted.append_once(uri, rows, app_id, version, crypto)
-    from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+    from deltalake import DeltaTable, write_deltalake
 
     table = DeltaTable(uri)
     done = table.transaction_version(app_id)
@@ -84,9 +88,19 @@ def append_once(
         table,
         rows,
         mode="append",
-        commit_properties=CommitProperties(app_transactions=[Transaction(app_id, version)]),
+        commit_properties=once_properties(app_id, version),
     )
     return True
+
+
+def once_properties(app_id: str, version: int) -> CommitProperties:
+    """An :func:`append_once` commit's properties: the transaction and the tag."""
+    from deltalake import CommitProperties, Transaction
+
+    return CommitProperties(
+        app_transactions=[Transaction(app_id, version)],
+        custom_metadata={"userMetadata": f"{app_id}:{version}"},
+    )
 
 
 def newest_tagged(uri: str, prefix: str, *, recent: int = 100) -> int | None:

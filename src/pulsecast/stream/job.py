@@ -19,11 +19,13 @@ stream scores silver live, :mod:`pulsecast.stream.scoring`):
 5. upserts those windows into the **warehouse** (``INSERT ... ON CONFLICT``);
 6. appends the batch as received to **bronze**.
 
-Spark writes bronze and silver (every event); pane partials and gold rows
-(small, already in the driver as Arrow) are committed through delta-rs (see
-:mod:`pulsecast.lake.small_tables`; in an encrypted lake pyarrow writes their
-files encrypted, :mod:`pulsecast.lake.encrypted`), which takes milliseconds
-where Delta on Spark takes seconds. Every sink is idempotent per batch (bronze and silver by
+Pane partials and gold rows (small, already in the driver as Arrow) are
+committed through delta-rs (see :mod:`pulsecast.lake.small_tables`; in an
+encrypted lake pyarrow writes their files encrypted,
+:mod:`pulsecast.lake.encrypted`), which takes milliseconds where Delta on
+Spark takes seconds; so are bronze and silver, collected from the cached
+parse as Arrow, unless the batch is too large for the driver (then Spark
+appends them). Every sink is idempotent per batch (bronze and silver by
 a commit tag, panes by a Delta application transaction, gold by
 recomputation, the warehouse by upsert), and Spark's checkpoint replays an
 unfinished batch after a crash, so silver holds each valid event once and gold
@@ -85,6 +87,7 @@ from pulsecast.stream.transforms import (
     bronze_rows,
     bronze_rows_of_parsed,
     dead_letter_rows,
+    fold_panes,
     pane_partials,
     pane_seconds,
     parse_events,
@@ -97,7 +100,7 @@ from pulsecast.warehouse.schema import WAREHOUSE_COLUMNS, Warehouse
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, SparkSession
     from pyspark.sql.streaming.query import StreamingQuery
 
 __all__ = ["BatchTimes", "BatchWriter", "JobStats", "StreamJob", "gold_partitions"]
@@ -109,6 +112,9 @@ _EPOCH = datetime(1970, 1, 1)
 #: partition: no shuffle (a Spark job and a stage less, hundreds of milliseconds
 #: on 2 cores). Larger batches (a cluster's) keep Spark's parallel aggregation.
 _ONE_PARTITION_EVENTS = 500_000
+#: Up to this many rows, silver's and bronze's appends are committed from the
+#: driver through delta-rs (see :meth:`BatchWriter._append`).
+_DRIVER_COMMIT_ROWS = 500_000
 
 
 @dataclass(frozen=True)
@@ -283,7 +289,12 @@ class BatchWriter:
                 # One pass (it fills the cache): every record's verdict, id and times,
                 # for the counts per reason, the newest event time and silver's ids.
                 verdicts = judged.select(
-                    "reason", "event_id", "event_time", "ingest_time", "kafka_timestamp"
+                    "reason",
+                    "event_id",
+                    "event_time",
+                    "ingest_time",
+                    "kafka_timestamp",
+                    *_correlation_column(parsed),
                 )
                 verdict = verdicts.toArrow()
                 records = verdict.num_rows
@@ -335,7 +346,9 @@ class BatchWriter:
                 marks.append(("final", time.monotonic()))
                 # Last, so it does not delay gold: bronze is for replay and audit.
                 bronze = bronze_rows_of_parsed(parsed) if "topic" in carry else bronze_rows(batch)
-                self._append(bronze, "bronze", self.tables.bronze(self.stream), batch_id)
+                self._append(
+                    bronze, "bronze", self.tables.bronze(self.stream), batch_id, rows=records
+                )
                 marks.append(("bronze", time.monotonic()))
                 written = pc.fill_null(pc.is_in(verdict["event_id"], value_set=fresh_ids), False)
                 if repeats:  # of the copies of an event in the batch, one is written
@@ -375,7 +388,7 @@ class BatchWriter:
                         marks, [("", started), *marks[:-1]], strict=True
                     )
                 )
-                correlation, id_count = _correlation_ids(parsed)
+                correlation, id_count = _correlation_ids(verdict)
                 log.info(
                     "stream %s batch %s: %s records, %s valid, rejected %s in %.2f s (%s), "
                     "%s correlation ids",
@@ -407,17 +420,32 @@ class BatchWriter:
                 for frame in reversed(cached):
                     frame.unpersist()
 
-    def _append(self, frame: DataFrame, sink: str, uri: str, batch_id: int) -> bool:
+    def _append(self, frame: DataFrame, sink: str, uri: str, batch_id: int, *, rows: int) -> bool:
         """Append ``frame`` to a Delta table as batch ``batch_id``'s commit, once.
 
         Each commit carries ``<sink tag>:<batch id>`` as its user metadata. The
         newest batch id a table holds is read from its latest commits once
         (after a start or a failure, through delta-rs: no Spark job) and then
-        followed in memory, so a replayed batch
-        is not appended twice and other batches pay no lookup. (Delta's own
-        ``txnAppId``/``txnVersion`` does the same but rebuilds the table's state
-        on every write: about 2 s more per commit on 2 cores, see
+        followed in memory, so a replayed batch is not appended twice and
+        other batches pay no lookup.
+
+        A batch of up to :data:`_DRIVER_COMMIT_ROWS` rows comes to the driver
+        as Arrow (from the cached parse) and is committed by delta-rs, as
+        the pane partials are (with the batch id as a Delta application
+        transaction too, checked in the same commit; encrypted by pyarrow in
+        an encrypted lake): a third of the time and of the JVM's CPU of
+        Spark's Delta append at 240,000 events (docs/streaming.md). Larger
+        batches (a cluster's) are written by Spark in parallel. (Spark's own
+        ``txnAppId``/``txnVersion`` rebuilds the table's state on every
+        write: about 2 s more per commit on 2 cores, see
         ``benchmarks/delta_commit_costs.py``.)
+
+        Args:
+            frame: The rows.
+            sink: Which table (``silver``, ``bronze``): names the tag.
+            uri: The table.
+            batch_id: The micro-batch.
+            rows: At most how many rows ``frame`` has (picks the writer).
 
         Returns:
             Whether it appended (False: the table already holds the batch).
@@ -429,9 +457,14 @@ class BatchWriter:
         if batch_id <= self._written[tag]:
             log.info("stream %s batch %s: %s holds it already", self.stream, batch_id, sink)
             return False
-        frame.write.format("delta").mode("append").option("userMetadata", f"{tag}:{batch_id}").save(
-            uri
-        )
+        if rows <= _DRIVER_COMMIT_ROWS:
+            small_tables.append_once(
+                uri, _nullable(frame.toArrow()), tag, batch_id, crypto=self.crypto
+            )
+        else:
+            frame.write.format("delta").mode("append").option(
+                "userMetadata", f"{tag}:{batch_id}"
+            ).save(uri)
         self._written[tag] = batch_id
         return True
 
@@ -499,7 +532,7 @@ class BatchWriter:
             duplicates = self.spark.createDataFrame(ids.filter(repeated).select(["event_id"]))
             fresh = rows.join(F.broadcast(duplicates), "event_id", "left_anti")
             ids = ids.filter(pc.invert(repeated))
-        self._append(fresh, "silver", uri, batch_id)
+        self._append(fresh, "silver", uri, batch_id, rows=ids.num_rows)
         seen = pa.concat_tables([seen, ids.cast(seen.schema)])
         horizon = self._final_before()
         if horizon is not None:
@@ -555,9 +588,17 @@ class BatchWriter:
             recent = pa.concat_tables([recent, new])
         keys = pc.unique(new["key"])
         pane_starts: list[datetime] = pc.unique(new["pane_start"]).to_pylist()  # UTC
-        needed = recent.filter(pc.is_in(recent["key"], value_set=keys))
-        # One partition too: the windows' merge then needs no shuffle either.
-        panes = self.spark.createDataFrame(needed, schema=computed.schema).coalesce(1)
+        touched_keys = pc.is_in(recent["key"], value_set=keys)
+        # One partition too: the merges then need no shuffle either. Each pane's
+        # partials (one per batch that had its events) are folded into one, kept
+        # in memory instead: what the windows' merge reads stops growing with the
+        # batches a pane spans (the pane table keeps every batch's partials).
+        partials = self.spark.createDataFrame(
+            recent.filter(touched_keys), schema=computed.schema
+        ).coalesce(1)
+        folded = _nullable(fold_panes(partials).toArrow()).cast(recent.schema)
+        recent = pa.concat_tables([recent.filter(pc.invert(touched_keys)), folded])
+        panes = self.spark.createDataFrame(folded, schema=computed.schema).coalesce(1)
         final_before = self._final_before()
         # Every window the batch touched is rebuilt for every key it touched
         # (a rectangle: each window's rows are then replaced by predicate).
@@ -660,33 +701,32 @@ class BatchWriter:
             return changed
 
 
-def _correlation_ids(parsed: DataFrame) -> tuple[list[str], int]:
-    """The distinct correlation ids of a batch's records, in one Spark job.
+def _correlation_column(parsed: DataFrame) -> list[Column]:
+    """Each record's correlation ids (none or one), as ``correlation``, for the verdicts.
 
     Read from the Kafka header ``pulsecast-correlation-id`` (the source reads
-    headers, and :func:`parse_events` carries them as ``kafka_headers``);
-    records without one are left out.
-
-    Returns:
-        The first :data:`MAX_LOGGED_IDS` ids in sorted order, and how many there are.
+    headers, and :func:`parse_events` carries them as ``kafka_headers``); a
+    source without headers (tests, replays) gives no column.
     """
-    if "kafka_headers" not in parsed.columns:  # a source without headers (tests, replays)
-        return [], 0
+    if "kafka_headers" not in parsed.columns:
+        return []
     ids = F.transform(
         F.filter("kafka_headers", lambda h: h["key"] == F.lit(CORRELATION_HEADER)),
         lambda h: h["value"].cast("string"),
     )
-    row = (
-        parsed.select(F.explode(ids).alias("id"))
-        .agg(
-            F.count_distinct("id"),
-            F.slice(F.sort_array(F.collect_set("id")), 1, MAX_LOGGED_IDS),
-        )
-        .first()
-    )
-    if row is None:
+    return [ids.alias("correlation")]
+
+
+def _correlation_ids(verdict: pa.Table) -> tuple[list[str], int]:
+    """The distinct correlation ids among a batch's verdicts (see :func:`_correlation_column`).
+
+    Returns:
+        The first :data:`MAX_LOGGED_IDS` ids in sorted order, and how many there are.
+    """
+    if "correlation" not in verdict.column_names:
         return [], 0
-    return list(row[1] or []), int(row[0] or 0)
+    ids = pc.unique(pc.drop_null(pc.list_flatten(verdict["correlation"])))
+    return sorted(ids.to_pylist())[:MAX_LOGGED_IDS], len(ids)
 
 
 def gold_partitions(first: datetime, last: datetime) -> str:

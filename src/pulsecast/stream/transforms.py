@@ -34,6 +34,7 @@ __all__ = [
     "bronze_rows",
     "bronze_rows_of_parsed",
     "dead_letter_rows",
+    "fold_panes",
     "numeric_fields",
     "pane_partials",
     "pane_seconds",
@@ -436,20 +437,7 @@ def windows_from_panes(panes: DataFrame, window: WindowSpec) -> DataFrame:
     slide = f"{window.slide_s or window.size_s} seconds"
     win = F.window("pane_start", f"{window.size_s} seconds", slide)
     placed = panes.select("*", win.alias("w"))
-    group = Window.partitionBy("key", "metric", "w")
-    total = F.sum("n").over(group)
-    # Chan et al.: the window's m2 is each part's m2 plus its mean's deviation.
-    with_mean = placed.select(
-        "*", (F.sum(F.col("n") * F.col("mean")).over(group) / total).alias("w_mean")
-    )
-    merged = with_mean.groupBy("key", "metric", "w").agg(
-        F.sum("n").alias("count"),
-        F.first("w_mean").alias("mean"),
-        F.sum(F.col("m2") + F.col("n") * (F.col("mean") - F.col("w_mean")) ** 2).alias("m2"),
-        F.min("min").alias("min"),
-        F.max("max").alias("max"),
-        F.kll_merge_agg_double("sketch").alias("sketch"),
-    )
+    merged = _merge_partials(placed, "w").withColumnRenamed("n", "count")
     quantiles = F.kll_sketch_get_quantile_double("sketch", F.array(F.lit(0.5), F.lit(0.95)))
     return merged.select(
         "key",
@@ -465,6 +453,55 @@ def windows_from_panes(panes: DataFrame, window: WindowSpec) -> DataFrame:
         ).alias("stddev"),
         quantiles[0].alias("p50"),
         quantiles[1].alias("p95"),
+    )
+
+
+def fold_panes(panes: DataFrame) -> DataFrame:
+    """Merge every pane's partials into one: a row per key, metric and pane.
+
+    What :func:`windows_from_panes` gives from the result is what it gives
+    from ``panes`` (the merge is associative), up to the approximation of the
+    quantile sketches, which a merge may compact.
+
+    Args:
+        panes: Rows of :func:`pane_partials` (any number per pane).
+
+    Returns:
+        Rows of :func:`pane_partials`' columns; ``batch_id`` is the newest
+        batch each pane's partials came from.
+    """
+    merged = _merge_partials(panes, "pane_start", F.max("batch_id").alias("batch_id"))
+    return merged.select(
+        "key",
+        "metric",
+        "pane_start",
+        "n",
+        "mean",
+        "m2",
+        "min",
+        "max",
+        "sketch",
+        "batch_id",
+        F.to_date("pane_start").alias("pane_date"),
+    )
+
+
+def _merge_partials(partials: DataFrame, span: str, *extra: Column) -> DataFrame:
+    """Partials merged per ``key``, ``metric`` and ``span``: n, mean, m2, min, max, sketch."""
+    group = Window.partitionBy("key", "metric", span)
+    total = F.sum("n").over(group)
+    # Chan et al.: the merged m2 is each part's m2 plus its mean's deviation.
+    with_mean = partials.select(
+        "*", (F.sum(F.col("n") * F.col("mean")).over(group) / total).alias("w_mean")
+    )
+    return with_mean.groupBy("key", "metric", span).agg(
+        F.sum("n").alias("n"),
+        F.first("w_mean").alias("mean"),
+        F.sum(F.col("m2") + F.col("n") * (F.col("mean") - F.col("w_mean")) ** 2).alias("m2"),
+        F.min("min").alias("min"),
+        F.max("max").alias("max"),
+        F.kll_merge_agg_double("sketch").alias("sketch"),
+        *extra,
     )
 
 
