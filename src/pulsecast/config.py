@@ -354,6 +354,13 @@ class StreamJobSettings(_Section):
     starting_offsets: Literal["earliest", "latest"] = Field(
         "earliest", description="Where a new job starts reading (a checkpoint wins)."
     )
+    driver_commit_rows: int = Field(
+        500_000,
+        ge=0,
+        description="Batches of up to this many records have bronze and silver committed "
+        "from the driver (Arrow + delta-rs, faster on one machine); larger ones are written "
+        "by Spark in parallel (0: always Spark, for a cluster with a small driver).",
+    )
     allowed_lateness_s: int = Field(
         120, ge=0, description="Event-time lateness accepted; later events go to the DLQ as late."
     )

@@ -91,9 +91,17 @@ def test_stream_job_bronze_silver_gold_warehouse_and_dlq(
     silver = run_sql(settings, f"SELECT count(*), count(DISTINCT event_id) FROM silver_{stream}")
     assert silver.rows == [(120, 120)]
     # Timestamps are written as UTC microseconds, not INT96 (read as naive times).
-    written = DeltaTable(LakeTables.from_settings(settings).silver(stream)).file_uris()
+    silver_table = DeltaTable(LakeTables.from_settings(settings).silver(stream))
+    written = silver_table.file_uris()
     types = {pq.read_schema(uri).field("event_time").type for uri in written}
     assert types == {pa.timestamp("us", tz="UTC")}
+    # Small batches are committed from the driver (delta-rs), the batch id recorded twice.
+    newest = silver_table.transaction_version(f"pulsecast-silver-{stream}")
+    assert newest is not None
+    tag = f"pulsecast-silver-{stream}:"
+    appends = [c for c in silver_table.history() if str(c.get("userMetadata")).startswith(tag)]
+    assert appends and all(c["engineInfo"].startswith("delta-rs") for c in appends)
+    assert f"{tag}{newest}" in {c["userMetadata"] for c in appends}
     bronze = run_sql(settings, f"SELECT count(*) FROM bronze_{stream}")
     assert bronze.rows == [(120 + 10 + 2 + 1,)]
 
@@ -172,3 +180,59 @@ def test_stream_job_bronze_silver_gold_warehouse_and_dlq(
         "WHERE measure IN ('lag', 'pipeline') GROUP BY measure ORDER BY measure",
     )
     assert lags.rows == [("lag", 120, True), ("pipeline", 120, True)]
+
+
+def test_silver_and_bronze_appends_by_spark_or_the_driver_are_once_per_batch(
+    spark: SparkSession, stream_factory: StreamFactory, tmp_path: Path
+) -> None:
+    from pulsecast.stream.job import BatchWriter
+
+    base, stream = stream_factory()
+    settings = job_settings(base, tmp_path)
+    by_spark = settings.model_copy(
+        update={"stream": settings.stream.model_copy(update={"driver_commit_rows": 0})}
+    )
+
+    def batch(first: int) -> object:
+        rows = [
+            (
+                b"m-1",
+                json.dumps(
+                    telemetry_event("m-1", when=f"2026-05-01T12:00:{i:02d}Z", event_id=f"e{i}")
+                ).encode(),
+                topic_name(stream),
+                0,
+                i,
+                datetime(2026, 5, 1, 12, 0),
+                0,
+            )
+            for i in range(first, first + 5)
+        ]
+        schema = (
+            "key binary, value binary, topic string, partition int, offset long, "
+            "timestamp timestamp, timestampType int"
+        )
+        return spark.createDataFrame(rows, schema)
+
+    spark_writer = BatchWriter(spark, by_spark, stream, warehouse=None)
+    spark_writer.ensure_tables()
+    spark_writer(batch(0), 0)
+    # A restart (nothing in memory) replays batch 0 and goes on with batch 1 from the driver.
+    driver_writer = BatchWriter(spark, settings, stream, warehouse=None)
+    driver_writer(batch(0), 0)
+    driver_writer(batch(5), 1)
+    driver_writer(batch(5), 1)  # replayed again: held already
+
+    tables = LakeTables.from_settings(settings)
+    for table in (tables.silver(stream), tables.bronze(stream)):
+        engines = {
+            str(c["userMetadata"]).rsplit(":", 1)[1]: c["engineInfo"]
+            for c in DeltaTable(table).history()
+            if c.get("userMetadata")
+        }
+        assert engines.keys() == {"0", "1"}
+        assert engines["0"].startswith("Apache-Spark") and engines["1"].startswith("delta-rs")
+    silver = run_sql(settings, f"SELECT count(*), count(DISTINCT event_id) FROM silver_{stream}")
+    assert silver.rows == [(10, 10)]
+    bronze = run_sql(settings, f"SELECT count(*) FROM bronze_{stream}")
+    assert bronze.rows == [(10,)]

@@ -112,9 +112,6 @@ _EPOCH = datetime(1970, 1, 1)
 #: partition: no shuffle (a Spark job and a stage less, hundreds of milliseconds
 #: on 2 cores). Larger batches (a cluster's) keep Spark's parallel aggregation.
 _ONE_PARTITION_EVENTS = 500_000
-#: Up to this many rows, silver's and bronze's appends are committed from the
-#: driver through delta-rs (see :meth:`BatchWriter._append`).
-_DRIVER_COMMIT_ROWS = 500_000
 
 
 @dataclass(frozen=True)
@@ -429,13 +426,13 @@ class BatchWriter:
         followed in memory, so a replayed batch is not appended twice and
         other batches pay no lookup.
 
-        A batch of up to :data:`_DRIVER_COMMIT_ROWS` rows comes to the driver
+        A batch of up to ``stream.driver_commit_rows`` rows comes to the driver
         as Arrow (from the cached parse) and is committed by delta-rs, as
         the pane partials are (with the batch id as a Delta application
         transaction too, checked in the same commit; encrypted by pyarrow in
-        an encrypted lake): a third of the time and of the JVM's CPU of
-        Spark's Delta append at 240,000 events (docs/streaming.md). Larger
-        batches (a cluster's) are written by Spark in parallel. (Spark's own
+        an encrypted lake), in less time and JVM CPU than Spark's Delta
+        append (docs/streaming.md, "Performance"). Larger batches (a
+        cluster's) are written by Spark in parallel. (Spark's own
         ``txnAppId``/``txnVersion`` rebuilds the table's state on every
         write: about 2 s more per commit on 2 cores, see
         ``benchmarks/delta_commit_costs.py``.)
@@ -457,7 +454,7 @@ class BatchWriter:
         if batch_id <= self._written[tag]:
             log.info("stream %s batch %s: %s holds it already", self.stream, batch_id, sink)
             return False
-        if rows <= _DRIVER_COMMIT_ROWS:
+        if rows <= self.settings.stream.driver_commit_rows:
             small_tables.append_once(
                 uri, _nullable(frame.toArrow()), tag, batch_id, crypto=self.crypto
             )

@@ -14,6 +14,7 @@ from pulsecast.stream.transforms import (
     bronze_rows,
     bronze_rows_of_parsed,
     dead_letter_rows,
+    fold_panes,
     pane_partials,
     pane_seconds,
     parse_events,
@@ -281,6 +282,36 @@ def test_partials_of_two_batches_merge_like_one(spark: SparkSession, telemetry) 
         assert got["stddev"] == pytest.approx(want["stddev"])
     five = [r for r in expected if r["metric"] == "temperature_c" and r["count"] == 45]
     assert five and five[0]["stddev"] == pytest.approx(statistics.stdev(readings.values()))
+
+
+def test_folded_partials_merge_like_the_partials(spark: SparkSession, telemetry) -> None:  # type: ignore[no-untyped-def]
+    readings = {f"12:0{m}:{s:02d}": 20.0 + (s * 31 % 17) / 2 for m in range(2) for s in range(60)}
+    times = sorted(readings)
+    parts = [
+        pane_partials(
+            _silver(spark, telemetry, {t: readings[t] for t in times[i::3]}), telemetry, 60, i
+        )
+        for i in range(3)
+    ]
+    partials = parts[0].unionByName(parts[1]).unionByName(parts[2])
+    folded = fold_panes(partials)
+    assert partials.count() == 3 * 2 * 4  # three batches x two panes x four metrics
+    assert folded.count() == 2 * 4  # one row per pane and metric
+    assert folded.columns == partials.columns
+    assert {r["batch_id"] for r in folded.collect()} == {2}  # the newest batch of each pane
+    window = WindowSpec(name="1m", size_s=60)
+    columns = ["key", "window_start", "metric", "count", "mean", "min", "max", "stddev", "p50"]
+    got = windows_from_panes(folded, window).select(*columns).orderBy(*columns[:3]).collect()
+    want = windows_from_panes(partials, window).select(*columns).orderBy(*columns[:3]).collect()
+    assert len(got) == len(want) == 2 * 4
+    for g, w in zip(got, want, strict=True):
+        assert (g[:3], g["count"]) == (w[:3], w["count"])
+        assert (g["min"], g["max"], g["p50"]) == (w["min"], w["max"], w["p50"])
+        assert g["mean"] == pytest.approx(w["mean"])
+        assert g["stddev"] == pytest.approx(w["stddev"])
+    minute = next(r for r in got if r["metric"] == "temperature_c")
+    first = [readings[t] for t in times if t.startswith("12:00")]
+    assert minute["stddev"] == pytest.approx(statistics.stdev(first))
 
 
 def test_pane_length_divides_every_window() -> None:
