@@ -112,6 +112,11 @@ _EPOCH = datetime(1970, 1, 1)
 #: partition: no shuffle (a Spark job and a stage less, hundreds of milliseconds
 #: on 2 cores). Larger batches (a cluster's) keep Spark's parallel aggregation.
 _ONE_PARTITION_EVENTS = 500_000
+#: The panes of the keys a batch touched are folded (one partial per pane) once
+#: they hold this many partials per pane on average: the fold is a Spark job of
+#: its own, worth it only when it shrinks the windows' merge several times.
+_FOLD_AT = 4
+_PANE_ID = ["key", "metric", "pane_start"]
 
 
 @dataclass(frozen=True)
@@ -586,16 +591,16 @@ class BatchWriter:
         keys = pc.unique(new["key"])
         pane_starts: list[datetime] = pc.unique(new["pane_start"]).to_pylist()  # UTC
         touched_keys = pc.is_in(recent["key"], value_set=keys)
-        # One partition too: the merges then need no shuffle either. Each pane's
-        # partials (one per batch that had its events) are folded into one, kept
-        # in memory instead: what the windows' merge reads stops growing with the
-        # batches a pane spans (the pane table keeps every batch's partials).
-        partials = self.spark.createDataFrame(
-            recent.filter(touched_keys), schema=computed.schema
-        ).coalesce(1)
-        folded = _nullable(fold_panes(partials).toArrow()).cast(recent.schema)
-        recent = pa.concat_tables([recent.filter(pc.invert(touched_keys)), folded])
-        panes = self.spark.createDataFrame(folded, schema=computed.schema).coalesce(1)
+        needed = recent.filter(touched_keys)
+        # One partition too: the merges then need no shuffle either.
+        panes = self.spark.createDataFrame(needed, schema=computed.schema).coalesce(1)
+        if needed.num_rows >= _FOLD_AT * len(needed.group_by(_PANE_ID).aggregate([])):
+            # Each pane holds a partial per batch that had its events: fold them into
+            # one, kept in memory instead, so what the windows' merge reads stops
+            # growing with the batches a pane spans (the pane table keeps them all).
+            folded = _nullable(fold_panes(panes).toArrow()).cast(recent.schema)
+            recent = pa.concat_tables([recent.filter(pc.invert(touched_keys)), folded])
+            panes = self.spark.createDataFrame(folded, schema=computed.schema).coalesce(1)
         final_before = self._final_before()
         # Every window the batch touched is rebuilt for every key it touched
         # (a rectangle: each window's rows are then replaced by predicate).
