@@ -8,7 +8,8 @@ stream scores silver live, :mod:`pulsecast.stream.scoring`):
    marks as ``late`` the valid events older than the watermark, and sends every
    invalid or late record to ``<stream>.dlq`` with its reason;
 2. appends to **silver** the valid events no earlier batch wrote (dedup by
-   event id against the recent events' ids, kept in memory as Arrow);
+   event id against the recent events' ids, kept in memory as Arrow), on a
+   thread of its own while the next steps run;
 3. aggregates those events into **panes** (epoch-aligned spans of event time
    that divide every window) as mergeable partials — count, mean, m2, min, max
    and a KLL quantile sketch — and appends them to the stream's pane state;
@@ -17,7 +18,8 @@ stream scores silver live, :mod:`pulsecast.stream.scoring`):
    of **gold**, so late-but-allowed events update their window without
    rereading silver;
 5. upserts those windows into the **warehouse** (``INSERT ... ON CONFLICT``);
-6. appends the batch as received to **bronze**.
+6. appends the batch as received to **bronze** (on a thread of its own from
+   the start of step 2), and waits for both appends before the batch ends.
 
 Pane partials and gold rows (small, already in the driver as Arrow) are
 committed through delta-rs (see :mod:`pulsecast.lake.small_tables`; in an
@@ -279,6 +281,7 @@ class BatchWriter:
         started_at = time.time()
         with self.lock:
             cached: list[DataFrame] = []
+            appends: list[_Background] = []  # bronze's and silver's, joined before the end
             try:
                 watermark = self.watermark(batch_id)
                 marks = [("watermark", time.monotonic())]
@@ -311,6 +314,12 @@ class BatchWriter:
                 if counts:
                     self._dead_letters(judged.where(F.col("reason").isNotNull()))
                     marks.append(("dlq", time.monotonic()))
+                # Bronze (for replay and audit) is appended while the rest goes on.
+                bronze = bronze_rows_of_parsed(parsed) if "topic" in carry else bronze_rows(batch)
+                uri = self.tables.bronze(self.stream)
+                appends.append(
+                    _Background(self._append, bronze, "bronze", uri, batch_id, rows=records)
+                )
                 ingested: list[datetime] = []
                 newest_before = self._max_event_time
                 fresh_ids = pa.array([], pa.string())
@@ -329,10 +338,10 @@ class BatchWriter:
                         ids = None  # the batch repeats an event id: Spark keeps one of each
                         repeats = True
                     valid = judged.where(F.col("reason").isNull())
-                    rows, fresh, fresh_ids = self._silver(valid, batch_id, watermark, ids)
+                    rows, fresh, fresh_ids, silver = self._silver(valid, batch_id, watermark, ids)
                     cached.append(rows)
+                    appends.append(silver)
                     marks.append(("silver", time.monotonic()))
-                    written_at = datetime.now(UTC)
                     gold, entities = self._gold(fresh, batch_id, watermark, events=valid_count)
                     marks.append(("gold", time.monotonic()))
                     gold_at = time.time()
@@ -342,16 +351,13 @@ class BatchWriter:
                     self.stats.gold_rows += len(gold)
                 else:
                     gold_at = time.time()
-                    written_at = datetime.now(UTC)
+                # The lags the batch statistics record end with silver's commit.
+                ended = [step.result() for step in appends]
+                written_at = ended[-1] if valid_count else datetime.now(UTC)
+                marks.append(("appends", time.monotonic()))
                 self._max_known_before = batch_id + 1
                 self._finalize()
                 marks.append(("final", time.monotonic()))
-                # Last, so it does not delay gold: bronze is for replay and audit.
-                bronze = bronze_rows_of_parsed(parsed) if "topic" in carry else bronze_rows(batch)
-                self._append(
-                    bronze, "bronze", self.tables.bronze(self.stream), batch_id, rows=records
-                )
-                marks.append(("bronze", time.monotonic()))
                 written = pc.fill_null(pc.is_in(verdict["event_id"], value_set=fresh_ids), False)
                 if repeats:  # of the copies of an event in the batch, one is written
                     valid_ids = pc.if_else(
@@ -419,6 +425,8 @@ class BatchWriter:
                 self._recent_ids = None
                 raise
             finally:
+                for step in appends:  # they read the cached frames
+                    step.wait()
                 for frame in reversed(cached):
                     frame.unpersist()
 
@@ -497,8 +505,8 @@ class BatchWriter:
         batch_id: int,
         watermark: datetime | None,
         ids: pa.Table | None,
-    ) -> tuple[DataFrame, DataFrame, pa.Array]:
-        """Append the batch's events that no earlier batch wrote.
+    ) -> tuple[DataFrame, DataFrame, pa.Array, _Background]:
+        """Append the batch's events that no earlier batch wrote (on a thread of its own).
 
         A valid event is not older than the watermark, so only an event of
         an earlier batch that is not older either can be its duplicate. The
@@ -519,7 +527,8 @@ class BatchWriter:
 
         Returns:
             The batch's silver rows (maybe persisted: unpersist when done),
-            the fresh ones among them, and the fresh ones' event ids.
+            the fresh ones among them, the fresh ones' event ids, and the
+            append under way (wait for it before unpersisting).
         """
         uri = self.tables.silver(self.stream)
         if ids is None:
@@ -534,13 +543,13 @@ class BatchWriter:
             duplicates = self.spark.createDataFrame(ids.filter(repeated).select(["event_id"]))
             fresh = rows.join(F.broadcast(duplicates), "event_id", "left_anti")
             ids = ids.filter(pc.invert(repeated))
-        self._append(fresh, "silver", uri, batch_id, rows=ids.num_rows)
+        append = _Background(self._append, fresh, "silver", uri, batch_id, rows=ids.num_rows)
         seen = pa.concat_tables([seen, ids.cast(seen.schema)])
         horizon = self._final_before()
         if horizon is not None:
             seen = seen.filter(pc.greater_equal(seen["event_time"], _instant(horizon)))
         self._recent_ids = seen
-        return rows, fresh, ids["event_id"]
+        return rows, fresh, ids["event_id"], append
 
     def _ids_in_memory(
         self, uri: str, batch_id: int, after: datetime | None, schema: pa.Schema
@@ -729,6 +738,41 @@ def _correlation_ids(verdict: pa.Table) -> tuple[list[str], int]:
         return [], 0
     ids = pc.unique(pc.drop_null(pc.list_flatten(verdict["correlation"])))
     return sorted(ids.to_pylist())[:MAX_LOGGED_IDS], len(ids)
+
+
+class _Background:
+    """A step of a micro-batch run on a thread of its own, joined before the batch ends.
+
+    The thread inherits the batch's Spark job group (:class:`pyspark.InheritableThread`).
+    """
+
+    def __init__(self, step: Callable[..., object], *args: Any, **kwargs: Any) -> None:
+        from pyspark import InheritableThread
+
+        self._error: BaseException | None = None
+        self._ended_at = datetime.now(UTC)
+
+        def run() -> None:
+            try:
+                step(*args, **kwargs)
+            except BaseException as exc:  # re-raised by result(), in the batch's thread
+                self._error = exc
+            finally:
+                self._ended_at = datetime.now(UTC)
+
+        self._thread = InheritableThread(target=run, daemon=True)
+        self._thread.start()
+
+    def wait(self) -> None:
+        """Until the step ends, however it ends."""
+        self._thread.join()
+
+    def result(self) -> datetime:
+        """When the step ended; raises what it raised."""
+        self.wait()
+        if self._error is not None:
+            raise self._error
+        return self._ended_at
 
 
 def gold_partitions(first: datetime, last: datetime) -> str:
