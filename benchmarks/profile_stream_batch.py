@@ -6,7 +6,7 @@ advancing at 10,000 events/s) into a topic of its own (once; reruns reuse it),
 then runs the job's batch writer over consecutive slices of that topic on a
 fresh lake, as the streaming query would, and prints each batch's time. The
 writer logs every batch's step times at INFO (watermark, parse, dlq, silver,
-gold, warehouse, final, bronze); this script adds how many Spark jobs each
+gold, warehouse, appends, final, stats); this script adds how many Spark jobs each
 batch ran, the CPU time the driver's JVM and Python spent on it (steadier
 than wall time on a shared machine) and how many classes Spark's code
 generation compiled for it, and in what time. The first batches include the JVM's warm-up.
