@@ -328,6 +328,31 @@ def test_hdfs_protection_is_reapplied_on_start(
     assert "user:analyst:r-x" in acl and "default:user:analyst:r-x" in acl
 
 
+def test_hdfs_readers_get_what_silver_held_before_it_was_protected(
+    secure_hdfs: TappedHdfs, client_factory: Any
+) -> None:
+    owner = client_factory(secure_hdfs, getpass.getuser())
+    table = f"{lake_path(secure_hdfs)}/silver/old-{uuid.uuid4().hex[:8]}"
+    part = f"{table}/event_date=2026-05-01"
+    owner.write(f"{part}/part-0.bin", MARKER + b"old")
+    # As a table written before secure mode (or under an owner-only umask) is: no ACLs.
+    for path, mode in ((table, "700"), (part, "700"), (f"{part}/part-0.bin", "600")):
+        owner.fs.removeAcl(owner.path(path))
+        owner.fs.setPermission(owner.path(path), owner.permission_of(mode))
+    reader = client_factory(secure_hdfs, READER)
+    refused(reader.read, f"{part}/part-0.bin")
+
+    secure_hdfs.service.protect_paths()  # what every secure start runs
+    assert reader.read(f"{part}/part-0.bin") == MARKER + b"old"
+    owner.write(f"{part}/part-1.bin", MARKER + b"new")  # inherits the readers' access now
+    assert reader.read(f"{part}/part-1.bin") == MARKER + b"new"
+    assert reader.list(table) == ["event_date=2026-05-01"]
+    refused(reader.write, f"{part}/part-2.bin", b"x")
+    other = client_factory(secure_hdfs, OTHER_USER)
+    refused(other.read, f"{part}/part-0.bin")
+    assert owner.permission(f"{part}/part-1.bin") == "rw-r-----+"
+
+
 # -- HTTPS ----------------------------------------------------------------------------------------
 
 

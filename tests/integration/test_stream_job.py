@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
 from pulsecast.analytics.sql import run_sql
 from pulsecast.bus import EventProducer, topic_name
@@ -183,7 +183,10 @@ def test_stream_job_bronze_silver_gold_warehouse_and_dlq(
 
 
 def test_silver_and_bronze_appends_by_spark_or_the_driver_are_once_per_batch(
-    spark: SparkSession, stream_factory: StreamFactory, tmp_path: Path
+    spark: SparkSession,
+    stream_factory: StreamFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from pulsecast.stream.job import BatchWriter
 
@@ -223,6 +226,19 @@ def test_silver_and_bronze_appends_by_spark_or_the_driver_are_once_per_batch(
     driver_writer(batch(5), 1)
     driver_writer(batch(5), 1)  # replayed again: held already
 
+    # Rows the driver cannot collect (too large for it) are appended by Spark instead.
+    collect = BatchWriter._collect
+
+    def too_large(writer: BatchWriter, frame: DataFrame, *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        def fail() -> None:
+            raise RuntimeError("Total size of serialized results is bigger than maxResultSize")
+
+        frame.toArrow = fail  # type: ignore[method-assign]
+        return collect(writer, frame, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(BatchWriter, "_collect", too_large)
+    driver_writer(batch(10), 2)
+
     tables = LakeTables.from_settings(settings)
     for table in (tables.silver(stream), tables.bronze(stream)):
         engines = {
@@ -230,9 +246,10 @@ def test_silver_and_bronze_appends_by_spark_or_the_driver_are_once_per_batch(
             for c in DeltaTable(table).history()
             if c.get("userMetadata")
         }
-        assert engines.keys() == {"0", "1"}
+        assert engines.keys() == {"0", "1", "2"}
         assert engines["0"].startswith("Apache-Spark") and engines["1"].startswith("delta-rs")
+        assert engines["2"].startswith("Apache-Spark")
     silver = run_sql(settings, f"SELECT count(*), count(DISTINCT event_id) FROM silver_{stream}")
-    assert silver.rows == [(10, 10)]
+    assert silver.rows == [(15, 15)]
     bronze = run_sql(settings, f"SELECT count(*) FROM bronze_{stream}")
-    assert bronze.rows == [(10,)]
+    assert bronze.rows == [(15,)]

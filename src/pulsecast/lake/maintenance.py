@@ -19,11 +19,14 @@ history. The files replaced stay (time travel, running readers) until
 
 Both run on Spark with Delta, the engine that writes the tables (on a cluster,
 spread over the cluster). The caller passes the SparkSession; nothing here
-imports Spark until called. One exception: in an encrypted lake, the tables
-the job commits from its driver (gold, scores, forecast errors, pane state,
-batch statistics) are compacted the way the job compacts them
-(:func:`pulsecast.lake.small_tables.compact`): read decrypted, written
-encrypted, committed by delta-rs with row counts as their only statistics.
+imports Spark until called. One exception: in an encrypted lake, gold, the
+scores, forecast errors, pane state and batch statistics are compacted the
+way the job compacts them (:func:`pulsecast.lake.small_tables.compact`):
+read decrypted, written encrypted, committed by delta-rs with row counts as
+their only statistics. Bronze and silver, which the job also commits from
+its driver for batches of up to ``stream.driver_commit_rows`` records, are
+rewritten by Spark's OPTIMIZE in every lake (Spark reads pyarrow's encrypted
+files, and writes their ``batch_id`` min/max into the log).
 docs/lake.md explains the choices and measures them.
 """
 
@@ -74,7 +77,7 @@ log = logging.getLogger(__name__)
 
 Zone = Literal["bronze", "silver", "gold", "panes"]
 ZONES: Final[tuple[Zone, ...]] = ("bronze", "silver", "gold", "panes")
-#: Zones the job commits from its driver with delta-rs (Spark writes the others).
+#: Zones only the job's driver writes (delta-rs); bronze and silver are Spark's too.
 _DELTA_RS_ZONES: Final[frozenset[Zone]] = frozenset({"gold", "panes"})
 #: Delta's default ``spark.databricks.delta.optimize.maxFileSize`` (1 GiB).
 _DELTA_MAX_FILE_BYTES: Final = 1 << 30

@@ -62,7 +62,9 @@ def append_once(
     The version is recorded in the same commit (a Delta application
     transaction), so a replayed micro-batch is not appended twice; the
     commit's user metadata says ``<app_id>:<version>`` too, as the job's
-    Spark appends do (:func:`newest_tagged` reads either).
+    Spark appends do (:func:`newest_tagged` reads either). Only the
+    transaction is checked here: a table whose earlier commits carry the tag
+    alone (Spark's) needs :func:`newest_tagged` first.
 
     Args:
         uri: The table (it exists).
@@ -94,7 +96,12 @@ def append_once(
 
 
 def once_properties(app_id: str, version: int) -> CommitProperties:
-    """An :func:`append_once` commit's properties: the transaction and the tag."""
+    """An :func:`append_once` commit's properties.
+
+    Returns:
+        The Delta application transaction ``(app_id, version)`` and the user
+        metadata ``<app_id>:<version>``.
+    """
     from deltalake import CommitProperties, Transaction
 
     return CommitProperties(

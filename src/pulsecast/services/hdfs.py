@@ -390,20 +390,90 @@ class HdfsService(Service):
             specs[posixpath.join(lake, zone)] = spec
         return {path: ",".join(spec) for path, spec in specs.items()}
 
-    def _webhdfs(self, path: str, op: str, **params: str) -> httpx.Response:
-        """One WebHDFS ``PUT`` as the daemons' user (the superuser)."""
-        return httpx.put(
+    def _webhdfs(self, path: str, op: str, method: str = "PUT", **params: str) -> httpx.Response:
+        """One WebHDFS call (``PUT`` unless said) as the daemons' user (the superuser)."""
+        return httpx.request(
+            method,
             f"{self.web_url}/webhdfs/v1{path}",
             params={"op": op, "user.name": getpass.getuser(), **params},
             timeout=30,
             verify=http_verify(self.settings),
         )
 
+    def _webhdfs_json(self, path: str, op: str) -> dict[str, Any]:
+        """A WebHDFS ``GET``'s answer (``LISTSTATUS``, ``GETACLSTATUS``).
+
+        Raises:
+            ServiceStartError: The NameNode refused it.
+        """
+        try:
+            reply = self._webhdfs(path, op, method="GET")
+        except httpx.HTTPError as exc:
+            reason = f"could not read {path} ({op}): {exc}"
+            raise ServiceStartError(self.name, reason, self.namenode.log_file) from exc
+        if reply.status_code != 200:
+            reason = f"could not read {path} ({op}): {_remote_error(reply)}"
+            raise ServiceStartError(self.name, reason, self.namenode.log_file)
+        answer: dict[str, Any] = reply.json()
+        return answer
+
+    def _grants_for_existing(self, zone: str) -> list[tuple[str, str, dict[str, str]]]:
+        """ACL changes that let ``hdfs.readers`` read what ``zone`` held before its ACL.
+
+        A default ACL reaches only what is created under a folder after it:
+        tables (and their partition folders and files) written before secure
+        mode, or by a client's owner-only umask before the zone had its ACL,
+        would stay out of the readers' reach. Each folder under the zone that
+        lacks the readers' default entries gets them, owner-only defaults and
+        read access; each file under it, read access. A table folder that
+        has them already was created under the zone's ACL (or granted at an
+        earlier start) and is skipped whole, so later starts list only the
+        zone's own entries.
+        """
+        readers = self.settings.hdfs.readers
+        wanted = {f"default:user:{r}:r-x" for r in readers}
+        folder_spec = ",".join(
+            [
+                *(f"user:{r}:r-x" for r in readers),
+                "mask::r-x",
+                "default:user::rwx",
+                "default:group::---",
+                "default:other::---",
+                *sorted(wanted),
+                "default:mask::r-x",
+            ]
+        )
+        file_spec = ",".join([*(f"user:{r}:r--" for r in readers), "mask::r--"])
+        grants: list[tuple[str, str, dict[str, str]]] = []
+
+        def entries(path: str) -> list[dict[str, Any]]:
+            listing = self._webhdfs_json(path, "LISTSTATUS")
+            found: list[dict[str, Any]] = listing["FileStatuses"]["FileStatus"]
+            return found
+
+        for table in entries(zone):
+            top = posixpath.join(zone, table["pathSuffix"])
+            if table["type"] == "DIRECTORY":
+                acl = self._webhdfs_json(top, "GETACLSTATUS")["AclStatus"]["entries"]
+                if wanted <= set(acl):
+                    continue
+            stack = [(top, table["type"])]
+            while stack:
+                path, kind = stack.pop()
+                if kind != "DIRECTORY":
+                    grants.append((path, "MODIFYACLENTRIES", {"aclspec": file_spec}))
+                    continue
+                grants.append((path, "MODIFYACLENTRIES", {"aclspec": folder_spec}))
+                stack += [(posixpath.join(path, e["pathSuffix"]), e["type"]) for e in entries(path)]
+        return grants
+
     def protect_paths(self) -> None:
         """Create the lake's and the checkpoints' folders owner-only, with their ACLs.
 
-        Idempotent: runs on every secure start. Files that exist already keep
-        their permissions: a default ACL reaches files created after it.
+        Idempotent: runs on every secure start. What silver and gold held
+        before gets the readers' access too (see :meth:`_grants_for_existing`);
+        bronze's, state's and the checkpoints' older files keep their own
+        permissions, behind their owner-only folders.
 
         Raises:
             ServiceStartError: The NameNode refused a change.
@@ -421,15 +491,23 @@ class HdfsService(Service):
                 parents.append(posixpath.dirname(parents[-1]))
             steps += [(p, "MODIFYACLENTRIES", {"aclspec": traverse}) for p in parents[:-1]]
         for path, op, params in steps:
-            try:
-                reply = self._webhdfs(path, op, **params)
-            except httpx.HTTPError as exc:
-                reason = f"could not protect {path} ({op}): {exc}"
-                raise ServiceStartError(self.name, reason, self.namenode.log_file) from exc
-            if reply.status_code != 200:
-                reason = f"could not protect {path} ({op}): {_remote_error(reply)}"
-                raise ServiceStartError(self.name, reason, self.namenode.log_file)
+            self._protect(path, op, params)
+        if readers:
+            for zone in READER_ZONES:
+                for path, op, params in self._grants_for_existing(posixpath.join(lake, zone)):
+                    self._protect(path, op, params)
         log.info("hdfs: %s owner-only; readers %s may read silver and gold", lake, readers)
+
+    def _protect(self, path: str, op: str, params: dict[str, str]) -> None:
+        """One change of :meth:`protect_paths` (raises ServiceStartError if refused)."""
+        try:
+            reply = self._webhdfs(path, op, **params)
+        except httpx.HTTPError as exc:
+            reason = f"could not protect {path} ({op}): {exc}"
+            raise ServiceStartError(self.name, reason, self.namenode.log_file) from exc
+        if reply.status_code != 200:
+            reason = f"could not protect {path} ({op}): {_remote_error(reply)}"
+            raise ServiceStartError(self.name, reason, self.namenode.log_file)
 
     def _died(self) -> str | None:
         for daemon, what in ((self.namenode, "NameNode"), (self.datanode, "DataNode")):

@@ -115,8 +115,9 @@ _EPOCH = datetime(1970, 1, 1)
 #: on 2 cores). Larger batches (a cluster's) keep Spark's parallel aggregation.
 _ONE_PARTITION_EVENTS = 500_000
 #: The panes of the keys a batch touched are folded (one partial per pane) once
-#: they hold this many partials per pane on average: the fold is a Spark job of
-#: its own, worth it only when it shrinks the windows' merge several times.
+#: they hold this many partials per pane on average over all their panes in
+#: memory: the fold is a Spark job of its own, worth it only when it shrinks
+#: the windows' merge several times.
 _FOLD_AT = 4
 _PANE_ID = ["key", "metric", "pane_start"]
 
@@ -338,9 +339,14 @@ class BatchWriter:
                         ids = None  # the batch repeats an event id: Spark keeps one of each
                         repeats = True
                     valid = judged.where(F.col("reason").isNull())
-                    rows, fresh, fresh_ids, silver = self._silver(valid, batch_id, watermark, ids)
+                    rows, fresh, fresh_ids = self._silver(valid, batch_id, watermark, ids)
                     cached.append(rows)
-                    appends.append(silver)
+                    uri = self.tables.silver(self.stream)
+                    appends.append(
+                        _Background(
+                            self._append, fresh, "silver", uri, batch_id, rows=len(fresh_ids)
+                        )
+                    )
                     marks.append(("silver", time.monotonic()))
                     gold, entities = self._gold(fresh, batch_id, watermark, events=valid_count)
                     marks.append(("gold", time.monotonic()))
@@ -416,7 +422,18 @@ class BatchWriter:
                         "correlation_id_count": id_count,
                     },
                 )
-            except Exception:
+            except Exception as exc:
+                # The appends first: they may still update what each sink holds.
+                for step in appends:
+                    step.wait()
+                    if step.error is not None and step.error is not exc:
+                        log.error(
+                            "stream %s batch %s: %s",
+                            self.stream,
+                            batch_id,
+                            step.error,
+                            extra={"stream": self.stream, "batch_id": batch_id},
+                        )
                 # The batch will be replayed: judge it by silver as the first run did,
                 # and reread what each sink holds.
                 self._max_known_before = None
@@ -442,7 +459,7 @@ class BatchWriter:
         A batch of up to ``stream.driver_commit_rows`` rows comes to the driver
         as Arrow (from the cached parse) and is committed by delta-rs, as
         the pane partials are (with the batch id as a Delta application
-        transaction too, checked in the same commit; encrypted by pyarrow in
+        transaction too, read before and conflict-checked by the commit; encrypted by pyarrow in
         an encrypted lake), in less time and JVM CPU than Spark's Delta
         append (docs/streaming.md, "Performance"). Larger batches (a
         cluster's) are written by Spark in parallel. (Spark's own
@@ -467,16 +484,42 @@ class BatchWriter:
         if batch_id <= self._written[tag]:
             log.info("stream %s batch %s: %s holds it already", self.stream, batch_id, sink)
             return False
-        if rows <= self.settings.stream.driver_commit_rows:
-            small_tables.append_once(
-                uri, _nullable(frame.toArrow()), tag, batch_id, crypto=self.crypto
-            )
+        arrow = self._collect(frame, sink, batch_id, rows=rows)
+        if arrow is not None:
+            small_tables.append_once(uri, arrow, tag, batch_id, crypto=self.crypto)
         else:
             frame.write.format("delta").mode("append").option(
                 "userMetadata", f"{tag}:{batch_id}"
             ).save(uri)
         self._written[tag] = batch_id
         return True
+
+    def _collect(self, frame: DataFrame, sink: str, batch_id: int, *, rows: int) -> pa.Table | None:
+        """``frame`` as Arrow in the driver, or None to leave the append to Spark.
+
+        None when the batch has more than ``stream.driver_commit_rows`` rows,
+        or when the collect fails (rows too large for the driver's memory or
+        ``spark.driver.maxResultSize``): nothing is committed yet, so Spark
+        can still write them, and a batch of large records is not failed and
+        replayed for ever.
+        """
+        if rows > self.settings.stream.driver_commit_rows:
+            return None
+        try:
+            return _nullable(frame.toArrow())
+        except Exception as exc:  # any failure: Spark writes instead
+            from pulsecast.analytics.sql import spark_failure
+
+            log.warning(
+                "stream %s batch %s: %s rows not collected to the driver (%s), "
+                "appended by Spark instead",
+                self.stream,
+                batch_id,
+                sink,
+                spark_failure(str(exc)),
+                extra={"stream": self.stream, "batch_id": batch_id},
+            )
+            return None
 
     def _judge(self, parsed: DataFrame, watermark: datetime | None) -> DataFrame:
         if watermark is None:
@@ -505,8 +548,8 @@ class BatchWriter:
         batch_id: int,
         watermark: datetime | None,
         ids: pa.Table | None,
-    ) -> tuple[DataFrame, DataFrame, pa.Array, _Background]:
-        """Append the batch's events that no earlier batch wrote (on a thread of its own).
+    ) -> tuple[DataFrame, DataFrame, pa.Array]:
+        """The batch's events that no earlier batch wrote, for silver.
 
         A valid event is not older than the watermark, so only an event of
         an earlier batch that is not older either can be its duplicate. The
@@ -514,7 +557,7 @@ class BatchWriter:
         (read from silver only after a start or a failure): the batch's ids
         are checked against them in bulk, and only duplicates go back to
         Spark to be dropped. Judging against earlier batches only makes a
-        replayed batch select the same events; the append itself is
+        replayed batch select the same events; the caller's append is
         idempotent per batch id.
 
         Args:
@@ -527,8 +570,7 @@ class BatchWriter:
 
         Returns:
             The batch's silver rows (maybe persisted: unpersist when done),
-            the fresh ones among them, the fresh ones' event ids, and the
-            append under way (wait for it before unpersisting).
+            the fresh ones among them (to append), and the fresh ones' event ids.
         """
         uri = self.tables.silver(self.stream)
         if ids is None:
@@ -543,13 +585,12 @@ class BatchWriter:
             duplicates = self.spark.createDataFrame(ids.filter(repeated).select(["event_id"]))
             fresh = rows.join(F.broadcast(duplicates), "event_id", "left_anti")
             ids = ids.filter(pc.invert(repeated))
-        append = _Background(self._append, fresh, "silver", uri, batch_id, rows=ids.num_rows)
         seen = pa.concat_tables([seen, ids.cast(seen.schema)])
         horizon = self._final_before()
         if horizon is not None:
             seen = seen.filter(pc.greater_equal(seen["event_time"], _instant(horizon)))
         self._recent_ids = seen
-        return rows, fresh, ids["event_id"], append
+        return rows, fresh, ids["event_id"]
 
     def _ids_in_memory(
         self, uri: str, batch_id: int, after: datetime | None, schema: pa.Schema
@@ -713,7 +754,7 @@ class BatchWriter:
 
 
 def _correlation_column(parsed: DataFrame) -> list[Column]:
-    """Each record's correlation ids (none or one), as ``correlation``, for the verdicts.
+    """Each record's correlation ids (a list, usually of none or one), as ``correlation``.
 
     Read from the Kafka header ``pulsecast-correlation-id`` (the source reads
     headers, and :func:`parse_events` carries them as ``kafka_headers``); a
@@ -766,6 +807,11 @@ class _Background:
     def wait(self) -> None:
         """Until the step ends, however it ends."""
         self._thread.join()
+
+    @property
+    def error(self) -> BaseException | None:
+        """What the step raised (None: nothing, or not ended yet)."""
+        return self._error
 
     def result(self) -> datetime:
         """When the step ended; raises what it raised."""
