@@ -406,15 +406,7 @@ class HdfsService(Service):
         Raises:
             ServiceStartError: The NameNode refused it.
         """
-        try:
-            reply = self._webhdfs(path, op, method="GET")
-        except httpx.HTTPError as exc:
-            reason = f"could not read {path} ({op}): {exc}"
-            raise ServiceStartError(self.name, reason, self.namenode.log_file) from exc
-        if reply.status_code != 200:
-            reason = f"could not read {path} ({op}): {_remote_error(reply)}"
-            raise ServiceStartError(self.name, reason, self.namenode.log_file)
-        answer: dict[str, Any] = reply.json()
+        answer: dict[str, Any] = self._checked("read", path, op, "GET", {}).json()
         return answer
 
     def _grants_for_existing(self, zone: str) -> list[tuple[str, str, dict[str, str]]]:
@@ -500,14 +492,21 @@ class HdfsService(Service):
 
     def _protect(self, path: str, op: str, params: dict[str, str]) -> None:
         """One change of :meth:`protect_paths` (raises ServiceStartError if refused)."""
+        self._checked("protect", path, op, "PUT", params)
+
+    def _checked(
+        self, doing: str, path: str, op: str, method: str, params: dict[str, str]
+    ) -> httpx.Response:
+        """A WebHDFS call that must succeed: ServiceStartError if it fails or is refused."""
         try:
-            reply = self._webhdfs(path, op, **params)
+            reply = self._webhdfs(path, op, method, **params)
         except httpx.HTTPError as exc:
-            reason = f"could not protect {path} ({op}): {exc}"
+            reason = f"could not {doing} {path} ({op}): {exc}"
             raise ServiceStartError(self.name, reason, self.namenode.log_file) from exc
         if reply.status_code != 200:
-            reason = f"could not protect {path} ({op}): {_remote_error(reply)}"
+            reason = f"could not {doing} {path} ({op}): {_remote_error(reply)}"
             raise ServiceStartError(self.name, reason, self.namenode.log_file)
+        return reply
 
     def _died(self) -> str | None:
         for daemon, what in ((self.namenode, "NameNode"), (self.datanode, "DataNode")):
