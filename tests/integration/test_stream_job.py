@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import statistics
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -187,6 +190,7 @@ def test_silver_and_bronze_appends_by_spark_or_the_driver_are_once_per_batch(
     stream_factory: StreamFactory,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     from pulsecast.stream.job import BatchWriter
 
@@ -231,7 +235,10 @@ def test_silver_and_bronze_appends_by_spark_or_the_driver_are_once_per_batch(
 
     def too_large(writer: BatchWriter, frame: DataFrame, *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
         def fail() -> None:
-            raise RuntimeError("Total size of serialized results is bigger than maxResultSize")
+            raise RuntimeError(
+                "Total size of serialized results of 3 tasks (1100.0 MiB) is bigger than "
+                "spark.driver.maxResultSize (1024.0 MiB)"
+            )
 
         frame.toArrow = fail  # type: ignore[method-assign]
         return collect(writer, frame, *args, **kwargs)  # type: ignore[arg-type]
@@ -253,3 +260,33 @@ def test_silver_and_bronze_appends_by_spark_or_the_driver_are_once_per_batch(
     assert silver.rows == [(15, 15)]
     bronze = run_sql(settings, f"SELECT count(*) FROM bronze_{stream}")
     assert bronze.rows == [(15,)]
+    monkeypatch.undo()
+
+    # Gold fails while bronze's append is still running and fails too: the batch waits
+    # for the append, logs its error, forgets what the sinks hold; the replay adds each
+    # event once (silver's append of the failed run had landed).
+    append, finished = BatchWriter._append, threading.Event()
+
+    def slow_failing_append(writer: BatchWriter, frame: DataFrame, sink: str, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if sink != "bronze":
+            return append(writer, frame, sink, *args, **kwargs)
+        time.sleep(1)
+        finished.set()
+        raise OSError("bronze store unreachable")
+
+    def failing_gold(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("gold failed")
+
+    monkeypatch.setattr(BatchWriter, "_append", slow_failing_append)
+    monkeypatch.setattr(BatchWriter, "_gold", failing_gold)
+    with caplog.at_level(logging.ERROR), pytest.raises(RuntimeError, match="gold failed"):
+        driver_writer(batch(15), 3)
+    assert finished.is_set()
+    assert driver_writer._written == {}
+    assert "bronze store unreachable" in caplog.text
+    monkeypatch.undo()
+    driver_writer(batch(15), 3)
+    silver = run_sql(settings, f"SELECT count(*), count(DISTINCT event_id) FROM silver_{stream}")
+    assert silver.rows == [(20, 20)]
+    bronze = run_sql(settings, f"SELECT count(*) FROM bronze_{stream}")
+    assert bronze.rows == [(20,)]

@@ -449,14 +449,17 @@ class HdfsService(Service):
                 acl = self._webhdfs_json(top, "GETACLSTATUS")["AclStatus"]["entries"]
                 if wanted <= set(acl):
                     continue
-            stack = [(top, table["type"])]
+            stack, changes = [(top, table["type"])], []
             while stack:
                 path, kind = stack.pop()
                 if kind != "DIRECTORY":
-                    grants.append((path, "MODIFYACLENTRIES", {"aclspec": file_spec}))
+                    changes.append((path, "MODIFYACLENTRIES", {"aclspec": file_spec}))
                     continue
-                grants.append((path, "MODIFYACLENTRIES", {"aclspec": folder_spec}))
+                changes.append((path, "MODIFYACLENTRIES", {"aclspec": folder_spec}))
                 stack += [(posixpath.join(path, e["pathSuffix"]), e["type"]) for e in entries(path)]
+            # Children first: the table folder's default entries mark it done, so they
+            # come last, and a start that fails halfway does it again at the next one.
+            grants += reversed(changes)
         return grants
 
     def protect_paths(self) -> None:

@@ -120,6 +120,8 @@ _ONE_PARTITION_EVENTS = 500_000
 #: the windows' merge several times.
 _FOLD_AT = 4
 _PANE_ID = ["key", "metric", "pane_start"]
+#: What Spark's errors say when a result does not fit the driver.
+_TOO_LARGE_FOR_DRIVER = ("spark.driver.maxResultSize", "TaskResultLost", "OutOfMemoryError")
 
 
 @dataclass(frozen=True)
@@ -339,8 +341,7 @@ class BatchWriter:
                         ids = None  # the batch repeats an event id: Spark keeps one of each
                         repeats = True
                     valid = judged.where(F.col("reason").isNull())
-                    rows, fresh, fresh_ids = self._silver(valid, batch_id, watermark, ids)
-                    cached.append(rows)
+                    fresh, fresh_ids = self._silver(valid, batch_id, watermark, ids, cached)
                     uri = self.tables.silver(self.stream)
                     appends.append(
                         _Background(
@@ -432,6 +433,7 @@ class BatchWriter:
                             self.stream,
                             batch_id,
                             step.error,
+                            exc_info=step.error,
                             extra={"stream": self.stream, "batch_id": batch_id},
                         )
                 # The batch will be replayed: judge it by silver as the first run did,
@@ -498,28 +500,30 @@ class BatchWriter:
         """``frame`` as Arrow in the driver, or None to leave the append to Spark.
 
         None when the batch has more than ``stream.driver_commit_rows`` rows,
-        or when the collect fails (rows too large for the driver's memory or
+        or when its rows turn out too large for the driver (its memory or
         ``spark.driver.maxResultSize``): nothing is committed yet, so Spark
         can still write them, and a batch of large records is not failed and
-        replayed for ever.
+        replayed for ever. Any other failure fails the batch.
         """
         if rows > self.settings.stream.driver_commit_rows:
             return None
         try:
-            return _nullable(frame.toArrow())
-        except Exception as exc:  # any failure: Spark writes instead
-            from pulsecast.analytics.sql import spark_failure
-
+            collected = frame.toArrow()
+        except Exception as exc:
+            if not isinstance(exc, MemoryError) and not any(
+                marker in str(exc) for marker in _TOO_LARGE_FOR_DRIVER
+            ):
+                raise
             log.warning(
-                "stream %s batch %s: %s rows not collected to the driver (%s), "
-                "appended by Spark instead",
+                "stream %s batch %s: %s rows too large for the driver (%s), appended by Spark",
                 self.stream,
                 batch_id,
                 sink,
-                spark_failure(str(exc)),
+                next(iter(str(exc).strip().splitlines()), type(exc).__name__),
                 extra={"stream": self.stream, "batch_id": batch_id},
             )
             return None
+        return _nullable(collected)
 
     def _judge(self, parsed: DataFrame, watermark: datetime | None) -> DataFrame:
         if watermark is None:
@@ -548,7 +552,8 @@ class BatchWriter:
         batch_id: int,
         watermark: datetime | None,
         ids: pa.Table | None,
-    ) -> tuple[DataFrame, DataFrame, pa.Array]:
+        cached: list[DataFrame],
+    ) -> tuple[DataFrame, pa.Array]:
         """The batch's events that no earlier batch wrote, for silver.
 
         A valid event is not older than the watermark, so only an event of
@@ -567,14 +572,16 @@ class BatchWriter:
             ids: The valid rows' ``event_id`` and ``event_time`` when no id
                 repeats among them (the usual case: no deduplication within
                 the batch); None to deduplicate in Spark and read them back.
+            cached: The batch's cached frames (unpersisted when it ends): the
+                deduplicated rows join them when persisted.
 
         Returns:
-            The batch's silver rows (maybe persisted: unpersist when done),
-            the fresh ones among them (to append), and the fresh ones' event ids.
+            The batch's silver rows that are fresh (to append), and their event ids.
         """
         uri = self.tables.silver(self.stream)
         if ids is None:
             rows = silver_rows(valid, self.spec, batch_id).persist()
+            cached.append(rows)
             ids = rows.select("event_id", "event_time").toArrow()
         else:
             rows = silver_rows(valid, self.spec, batch_id, unique=True)
@@ -590,7 +597,7 @@ class BatchWriter:
         if horizon is not None:
             seen = seen.filter(pc.greater_equal(seen["event_time"], _instant(horizon)))
         self._recent_ids = seen
-        return rows, fresh, ids["event_id"]
+        return fresh, ids["event_id"]
 
     def _ids_in_memory(
         self, uri: str, batch_id: int, after: datetime | None, schema: pa.Schema
