@@ -458,11 +458,12 @@ class BatchWriter:
         followed in memory, so a replayed batch is not appended twice and
         other batches pay no lookup.
 
-        A batch of up to ``stream.driver_commit_rows`` rows comes to the driver
-        as Arrow (from the cached parse) and is committed by delta-rs, as
-        the pane partials are (with the batch id as a Delta application
-        transaction too, read before and conflict-checked by the commit; encrypted by pyarrow in
-        an encrypted lake), in less time and JVM CPU than Spark's Delta
+        A batch of up to ``stream.driver_commit_rows`` rows comes to the
+        driver as Arrow (from the cached parse; see :meth:`_collect`) and is
+        committed by delta-rs, as the pane partials are: the batch id is a
+        Delta application transaction of the commit too (read before it,
+        conflict-checked by it), and pyarrow encrypts the files in an
+        encrypted lake. That takes less time and JVM CPU than Spark's Delta
         append (docs/streaming.md, "Performance"). Larger batches (a
         cluster's) are written by Spark in parallel. (Spark's own
         ``txnAppId``/``txnVersion`` rebuilds the table's state on every
