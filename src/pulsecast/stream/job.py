@@ -319,9 +319,9 @@ class BatchWriter:
                     marks.append(("dlq", time.monotonic()))
                 # Bronze (for replay and audit) is appended while the rest goes on.
                 bronze = bronze_rows_of_parsed(parsed) if "topic" in carry else bronze_rows(batch)
-                uri = self.tables.bronze(self.stream)
+                bronze_uri = self.tables.bronze(self.stream)
                 appends.append(
-                    _Background(self._append, bronze, "bronze", uri, batch_id, rows=records)
+                    _Background(self._append, bronze, "bronze", bronze_uri, batch_id, rows=records)
                 )
                 ingested: list[datetime] = []
                 newest_before = self._max_event_time
@@ -342,10 +342,10 @@ class BatchWriter:
                         repeats = True
                     valid = judged.where(F.col("reason").isNull())
                     fresh, fresh_ids = self._silver(valid, batch_id, watermark, ids, cached)
-                    uri = self.tables.silver(self.stream)
+                    silver_uri = self.tables.silver(self.stream)
                     appends.append(
                         _Background(
-                            self._append, fresh, "silver", uri, batch_id, rows=len(fresh_ids)
+                            self._append, fresh, "silver", silver_uri, batch_id, rows=len(fresh_ids)
                         )
                     )
                     marks.append(("silver", time.monotonic()))
