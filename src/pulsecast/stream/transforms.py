@@ -15,11 +15,13 @@ fields are taken as their text.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
 from datetime import UTC, datetime, timedelta
 from functools import reduce
 from math import gcd
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from pydantic import BaseModel
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -29,6 +31,8 @@ from pulsecast.config import FieldSpec, StreamSpec, WindowSpec
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
+
+_T = TypeVar("_T")
 
 __all__ = [
     "bronze_rows",
@@ -60,6 +64,35 @@ _TYPE_NAMES = {
 }
 _RFC3339 = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|z|[+-]\d{2}:?\d{2})$"
 _ENVELOPE_STRINGS = ("event_id", "stream", "key", "event_time", "ingest_time")
+#: Columns built by :func:`_once`, by builder, JVM and arguments.
+_BUILT: dict[tuple[Hashable, ...], Any] = {}
+_MAX_BUILT = 256
+
+
+def _once(build: Callable[..., _T], *args: Any) -> _T:
+    """``build(*args)``, built once per JVM and reused.
+
+    Building a Column costs a py4j call per function and literal: the parse
+    alone is thousands of calls, about a third of a second, which every
+    micro-batch would pay again for the same expressions. Columns are
+    unresolved expressions, valid on any DataFrame of the same JVM, so the
+    transforms build theirs once and bind them to each batch's DataFrame.
+    Arguments that differ per batch (its id, a watermark) are not built here.
+    Settings models in ``args`` are told apart by their JSON.
+    """
+    from pyspark import SparkContext
+
+    key = (
+        build.__qualname__,
+        id(SparkContext._gateway),
+        *(a.model_dump_json() if isinstance(a, BaseModel) else a for a in args),
+    )
+    built = _BUILT.get(key)
+    if built is None:
+        if len(_BUILT) >= _MAX_BUILT:
+            _BUILT.clear()
+        built = _BUILT[key] = build(*args)
+    return cast("_T", built)
 
 
 def numeric_fields(spec: StreamSpec) -> list[str]:
@@ -157,8 +190,16 @@ def parse_events(
         ``ingest_time``), the payload fields as typed columns, and
         ``reason``/``field``/``message`` (null when valid).
     """
+    read, judge = _once(_parse_columns, stream, spec, carry)
+    return raw.select(*read).select(*judge)
+
+
+def _parse_columns(
+    stream: str, spec: StreamSpec, carry: tuple[str, ...]
+) -> tuple[list[Column], list[Column]]:
+    """:func:`parse_events`' two selects: the records as read, then parsed and judged."""
     carried = [f"kafka_{name}" for name in carry]
-    parsed = raw.select(
+    read = [
         F.col("key").cast("string").alias("kafka_key"),
         F.col("value").alias("raw_value"),  # a payload field may be called value
         F.col("partition"),
@@ -170,7 +211,7 @@ def parse_events(
             _schema(spec, typed=True),
             {"columnNameOfCorruptRecord": "_corrupt", "mode": "PERMISSIVE"},
         ).alias("j"),
-    )
+    ]
     text = F.col("raw_value").cast("string")
     corrupt = F.col("j._corrupt").isNotNull()
     # Second parse, all strings: evaluated only for corrupt rows (CASE WHEN is lazy).
@@ -241,13 +282,13 @@ def parse_events(
         )
     )
     verdict = _first(checks)
-    return parsed.select(
-        "kafka_key",
-        "raw_value",
-        "partition",
-        "offset",
-        "kafka_timestamp",
-        *carried,
+    judge = [
+        F.col("kafka_key"),
+        F.col("raw_value"),
+        F.col("partition"),
+        F.col("offset"),
+        F.col("kafka_timestamp"),
+        *[F.col(name) for name in carried],
         F.coalesce(F.col("j.event_id"), F.sha2(F.col("raw_value"), 256)).alias("event_id"),
         key_value.alias("key"),
         F.try_to_timestamp(envelope_time).alias("event_time"),
@@ -265,7 +306,8 @@ def parse_events(
         verdict.getField("reason").alias("reason"),
         verdict.getField("field").alias("field"),
         verdict.getField("message").alias("message"),
-    )
+    ]
+    return read, judge
 
 
 def _problem(reason: str, field: str | None, message: str) -> Column:
@@ -319,27 +361,34 @@ def silver_rows(
             deduplication (a shuffle).
     """
     events = valid if unique else valid.dropDuplicates(["event_id"])
-    return events.select(
-        "event_id",
-        "key",
-        "event_time",
-        "ingest_time",
-        *spec.fields,
+    before, after = _once(_silver_columns, spec)
+    return events.select(*before, F.lit(batch_id).cast("long").alias("batch_id"), *after)
+
+
+def _silver_columns(spec: StreamSpec) -> tuple[list[Column], list[Column]]:
+    """:func:`silver_rows`' columns before and after ``batch_id``."""
+    before = [
+        *[F.col(name) for name in ("event_id", "key", "event_time", "ingest_time", *spec.fields)],
         F.col("partition").alias("kafka_partition"),
         F.col("offset").alias("kafka_offset"),
-        F.lit(batch_id).cast("long").alias("batch_id"),
+    ]
+    after = [
         F.to_date("event_time").alias("event_date"),
         F.hour("event_time").alias("event_hour"),
-    )
+    ]
+    return before, after
 
 
 def dead_letter_rows(invalid: DataFrame, stream: str, *, source: str = "stream") -> DataFrame:
     """Kafka records for ``<stream>.dlq``: the value as received, the reason in headers."""
+    return invalid.select(*_once(_dead_letter_columns, stream, source))
 
+
+def _dead_letter_columns(stream: str, source: str) -> list[Column]:
     def header(name: str, value: Column) -> Column:
         return F.struct(F.lit(name).alias("key"), value.cast("binary").alias("value"))
 
-    return invalid.select(
+    return [
         F.col("kafka_key").alias("key"),
         F.col("raw_value").alias("value"),
         F.array(
@@ -349,7 +398,7 @@ def dead_letter_rows(invalid: DataFrame, stream: str, *, source: str = "stream")
             header("pulsecast.source", F.lit(source)),
             header("pulsecast.field", F.coalesce(F.col("field"), F.lit(""))),
         ).alias("headers"),
-    )
+    ]
 
 
 def pane_seconds(windows: list[WindowSpec]) -> int:
@@ -376,6 +425,20 @@ def pane_partials(events: DataFrame, spec: StreamSpec, pane_s: int, batch_id: in
         Rows of ``key``, ``metric``, ``pane_start``, ``n``, ``mean``, ``m2``,
         ``min``, ``max``, ``sketch``, ``batch_id``, ``pane_date``.
     """
+    group, aggs, per_metric, kept, after = _once(_pane_columns, spec, pane_s)
+    return (
+        events.groupBy(*group)
+        .agg(*aggs)
+        .select(*per_metric)
+        .where(kept)
+        .select(*after[:-1], F.lit(batch_id).cast("long").alias("batch_id"), after[-1])
+    )
+
+
+def _pane_columns(
+    spec: StreamSpec, pane_s: int
+) -> tuple[list[Column], list[Column], list[Column], Column, list[Column]]:
+    """:func:`pane_partials`' grouping, aggregates, one row per metric, filter and columns."""
     fields = numeric_fields(spec)
     aggs = []
     for name in fields:
@@ -389,7 +452,6 @@ def pane_partials(events: DataFrame, spec: StreamSpec, pane_s: int, batch_id: in
             F.kll_sketch_agg_double(value).alias(f"{name}__sketch"),
         ]
     pane = F.window("event_time", f"{pane_s} seconds").start
-    wide = events.groupBy("key", pane.alias("pane_start")).agg(*aggs)
     per_metric = [
         F.struct(
             F.lit(name).alias("metric"),
@@ -400,22 +462,16 @@ def pane_partials(events: DataFrame, spec: StreamSpec, pane_s: int, batch_id: in
         )
         for name in fields
     ]
+    columns = [
+        F.col(name)
+        for name in ("key", "m.metric", "pane_start", "m.n", "m.mean", "m.m2", "m.min", "m.max")
+    ]
     return (
-        wide.select("key", "pane_start", F.explode(F.array(*per_metric)).alias("m"))
-        .where(F.col("m.n") > 0)
-        .select(
-            "key",
-            "m.metric",
-            "pane_start",
-            "m.n",
-            "m.mean",
-            "m.m2",
-            "m.min",
-            "m.max",
-            "m.sketch",
-            F.lit(batch_id).cast("long").alias("batch_id"),
-            F.to_date("pane_start").alias("pane_date"),
-        )
+        [F.col("key"), pane.alias("pane_start")],
+        aggs,
+        [F.col("key"), F.col("pane_start"), F.explode(F.array(*per_metric)).alias("m")],
+        F.col("m.n") > 0,
+        [*columns, F.col("m.sketch"), F.to_date("pane_start").alias("pane_date")],
     )
 
 
@@ -434,26 +490,31 @@ def windows_from_panes(panes: DataFrame, window: WindowSpec) -> DataFrame:
         Rows of ``key``, ``window_start``, ``window_end``, ``metric``, then count,
         mean, min, max, sample stddev and approximate p50/p95.
     """
+    placed, merged = _once(_window_columns, window)
+    return _merge_partials(panes.select(*placed), "w").select(*merged)
+
+
+def _window_columns(window: WindowSpec) -> tuple[list[Column], list[Column]]:
+    """:func:`windows_from_panes`' columns: the panes placed in windows, and the result."""
     slide = f"{window.slide_s or window.size_s} seconds"
     win = F.window("pane_start", f"{window.size_s} seconds", slide)
-    placed = panes.select("*", win.alias("w"))
-    merged = _merge_partials(placed, "w").withColumnRenamed("n", "count")
     quantiles = F.kll_sketch_get_quantile_double("sketch", F.array(F.lit(0.5), F.lit(0.95)))
-    return merged.select(
-        "key",
+    merged = [
+        F.col("key"),
         F.col("w.start").alias("window_start"),
         F.col("w.end").alias("window_end"),
-        "metric",
-        "count",
-        "mean",
-        "min",
-        "max",
+        F.col("metric"),
+        F.col("n").alias("count"),
+        F.col("mean"),
+        F.col("min"),
+        F.col("max"),
         F.when(
-            F.col("count") > 1, F.sqrt(F.greatest(F.col("m2"), F.lit(0.0)) / (F.col("count") - 1))
+            F.col("n") > 1, F.sqrt(F.greatest(F.col("m2"), F.lit(0.0)) / (F.col("n") - 1))
         ).alias("stddev"),
         quantiles[0].alias("p50"),
         quantiles[1].alias("p95"),
-    )
+    ]
+    return [F.col("*"), win.alias("w")], merged
 
 
 def fold_panes(panes: DataFrame) -> DataFrame:
@@ -470,39 +531,41 @@ def fold_panes(panes: DataFrame) -> DataFrame:
         Rows of :func:`pane_partials`' columns; ``batch_id`` is the newest
         batch each pane's partials came from.
     """
-    merged = _merge_partials(panes, "pane_start", F.max("batch_id").alias("batch_id"))
-    return merged.select(
-        "key",
-        "metric",
-        "pane_start",
-        "n",
-        "mean",
-        "m2",
-        "min",
-        "max",
-        "sketch",
-        "batch_id",
-        F.to_date("pane_start").alias("pane_date"),
-    )
+    return _merge_partials(panes, "pane_start", newest_batch=True).select(*_once(_fold_columns))
 
 
-def _merge_partials(partials: DataFrame, span: str, *extra: Column) -> DataFrame:
-    """Partials merged per ``key``, ``metric`` and ``span``: n, mean, m2, min, max, sketch."""
-    group = Window.partitionBy("key", "metric", span)
-    total = F.sum("n").over(group)
+def _fold_columns() -> list[Column]:
+    names = ("key", "metric", "pane_start", "n", "mean", "m2", "min", "max", "sketch", "batch_id")
+    return [*[F.col(n) for n in names], F.to_date("pane_start").alias("pane_date")]
+
+
+def _merge_partials(partials: DataFrame, span: str, *, newest_batch: bool = False) -> DataFrame:
+    """Partials merged per ``key``, ``metric`` and ``span``: n, mean, m2, min, max, sketch.
+
+    With ``newest_batch``, ``batch_id`` too: the newest of the merged partials'.
+    """
+    group, weighted, aggs = _once(_merge_columns, span, newest_batch)
+    return partials.select(F.col("*"), weighted).groupBy(*group).agg(*aggs)
+
+
+def _merge_columns(span: str, newest_batch: bool) -> tuple[list[Column], Column, list[Column]]:
+    group = [F.col("key"), F.col("metric"), F.col(span)]
+    over = Window.partitionBy(*group)
     # Chan et al.: the merged m2 is each part's m2 plus its mean's deviation.
-    with_mean = partials.select(
-        "*", (F.sum(F.col("n") * F.col("mean")).over(group) / total).alias("w_mean")
+    weighted = (F.sum(F.col("n") * F.col("mean")).over(over) / F.sum("n").over(over)).alias(
+        "w_mean"
     )
-    return with_mean.groupBy("key", "metric", span).agg(
+    aggs = [
         F.sum("n").alias("n"),
         F.first("w_mean").alias("mean"),
         F.sum(F.col("m2") + F.col("n") * (F.col("mean") - F.col("w_mean")) ** 2).alias("m2"),
         F.min("min").alias("min"),
         F.max("max").alias("max"),
         F.kll_merge_agg_double("sketch").alias("sketch"),
-        *extra,
-    )
+    ]
+    if newest_batch:
+        aggs.append(F.max("batch_id").alias("batch_id"))
+    return group, weighted, aggs
 
 
 def window_starts(pane_starts: list[datetime], window: WindowSpec) -> list[datetime]:

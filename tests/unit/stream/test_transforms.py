@@ -9,6 +9,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from pulsecast.config import Settings, WindowSpec
+from pulsecast.stream import transforms
 from pulsecast.stream.session import spark_conf
 from pulsecast.stream.transforms import (
     bronze_rows,
@@ -129,6 +130,37 @@ def test_parse_events_judges_each_record(spark: SparkSession, telemetry) -> None
     parsed = parse_events(kafka_rows(spark, [c[0] for c in CASES]), "telemetry", telemetry)
     got = [(r["reason"], r["field"], r["message"]) for r in parsed.orderBy("offset").collect()]
     assert got == [c[1:] for c in CASES]
+
+
+def test_the_parse_is_built_once_per_schema_and_judges_by_its_own(
+    spark: SparkSession,
+    telemetry,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    built: list[str] = []
+
+    def counting(stream: str, spec, carry):  # type: ignore[no-untyped-def]
+        built.append(stream)
+        return real(stream, spec, carry)
+
+    real = transforms._parse_columns
+    counting.__qualname__ = real.__qualname__
+    monkeypatch.setattr(transforms, "_BUILT", {})
+    monkeypatch.setattr(transforms, "_parse_columns", counting)
+    cpu = telemetry.fields["cpu_util"]
+    strict = telemetry.model_copy(
+        update={"fields": {**telemetry.fields, "cpu_util": cpu.model_copy(update={"max": 90.0})}}
+    )
+    hot = event(p_cpu_util=95.0)
+
+    def reasons(spec):  # type: ignore[no-untyped-def]
+        parsed = parse_events(kafka_rows(spark, [hot, event()]), "telemetry", spec)
+        return [r["reason"] for r in parsed.orderBy("offset").collect()]
+
+    assert reasons(telemetry) == [None, None]
+    assert reasons(telemetry) == [None, None]  # the same columns on another batch
+    assert reasons(strict) == ["out_of_range", None]
+    assert built == ["telemetry", "telemetry"]  # once per schema
 
 
 def test_parse_events_types_the_valid_ones(spark: SparkSession, telemetry) -> None:  # type: ignore[no-untyped-def]
