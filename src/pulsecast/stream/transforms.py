@@ -190,14 +190,21 @@ def parse_events(
         ``ingest_time``), the payload fields as typed columns, and
         ``reason``/``field``/``message`` (null when valid).
     """
-    read, judge = _once(_parse_columns, stream, spec, carry)
-    return raw.select(*read).select(*judge)
+    parsed = raw
+    for columns in _once(_parse_columns, stream, spec, carry):
+        parsed = parsed.select(*columns)
+    return parsed
 
 
-def _parse_columns(
-    stream: str, spec: StreamSpec, carry: tuple[str, ...]
-) -> tuple[list[Column], list[Column]]:
-    """:func:`parse_events`' two selects: the records as read, then parsed and judged."""
+def _parse_columns(stream: str, spec: StreamSpec, carry: tuple[str, ...]) -> list[list[Column]]:
+    """:func:`parse_events`' selects, in order.
+
+    The records as read and parsed; the loose parse of corrupt ones; each
+    payload field's problem; the verdict; the result. Each intermediate
+    result is a column of its own, referenced by name from the next select,
+    so no expression is repeated in the plan: a plan several times smaller
+    for Spark to analyse on every step that builds on the parse.
+    """
     carried = [f"kafka_{name}" for name in carry]
     read = [
         F.col("key").cast("string").alias("kafka_key"),
@@ -215,11 +222,15 @@ def _parse_columns(
     text = F.col("raw_value").cast("string")
     corrupt = F.col("j._corrupt").isNotNull()
     # Second parse, all strings: evaluated only for corrupt rows (CASE WHEN is lazy).
-    loose = F.when(corrupt, F.from_json(text, _schema(spec, typed=False)))
-    loose_payload = F.from_json(
-        loose.getField("payload"),
-        T.StructType([T.StructField(n, T.StringType()) for n in spec.fields]),
-    )
+    loose = F.when(corrupt, F.from_json(text, _schema(spec, typed=False))).getField("payload")
+    loose_parse = [
+        F.col("*"),
+        loose.isNull().alias("_loose_no_payload"),
+        F.from_json(
+            loose, T.StructType([T.StructField(n, T.StringType()) for n in spec.fields])
+        ).alias("_loose_payload"),
+    ]
+    loose_payload = F.col("_loose_payload")
     whole = F.get_json_object(text, "$")
     trimmed = F.ltrim(text)
     envelope_time = F.col("j.event_time")
@@ -230,7 +241,7 @@ def _parse_columns(
         ),
         (corrupt & ~trimmed.startswith("{"), _problem("not_an_object", None, "expected object")),
         (
-            F.col("j.payload").isNull() & (~corrupt | loose.getField("payload").isNull()),
+            F.col("j.payload").isNull() & (~corrupt | F.col("_loose_no_payload")),
             _problem("missing_field", "payload", "payload: required field is missing"),
         ),
         (
@@ -268,7 +279,8 @@ def _parse_columns(
         ]
     )
     key_value = F.col(f"j.payload.{spec.key_field}")
-    checks.append((field_check.isNotNull(), field_check))
+    field_problem = F.col("_field_problem")
+    checks.append((field_problem.isNotNull(), field_problem))
     checks.append(
         (
             F.col("j.key").isNotNull() & (F.col("j.key") != key_value),
@@ -281,8 +293,8 @@ def _parse_columns(
             _problem("stream_mismatch", "stream", f"stream: differs from {stream!r}"),
         )
     )
-    verdict = _first(checks)
-    judge = [
+    verdict = F.col("_verdict")
+    result = [
         F.col("kafka_key"),
         F.col("raw_value"),
         F.col("partition"),
@@ -307,7 +319,13 @@ def _parse_columns(
         verdict.getField("field").alias("field"),
         verdict.getField("message").alias("message"),
     ]
-    return read, judge
+    return [
+        read,
+        loose_parse,
+        [F.col("*"), field_check.alias("_field_problem")],
+        [F.col("*"), _first(checks).alias("_verdict")],
+        result,
+    ]
 
 
 def _problem(reason: str, field: str | None, message: str) -> Column:
@@ -475,7 +493,9 @@ def _pane_columns(
     )
 
 
-def windows_from_panes(panes: DataFrame, window: WindowSpec) -> DataFrame:
+def windows_from_panes(
+    panes: DataFrame, window: WindowSpec, *, one_partition: bool = False
+) -> DataFrame:
     """Merge pane partials into event-time window aggregates, one row per metric.
 
     Every pane lies wholly inside the windows that contain its start, because
@@ -485,13 +505,20 @@ def windows_from_panes(panes: DataFrame, window: WindowSpec) -> DataFrame:
     Args:
         panes: Rows of :func:`pane_partials` (any number per pane).
         window: Window length and slide.
+        one_partition: Merge in one partition, without a shuffle: for the
+            few partials of a micro-batch. (Placing a pane in sliding
+            windows copies it once per window, and Spark would otherwise
+            shuffle the copies even when ``panes`` is one partition.)
 
     Returns:
         Rows of ``key``, ``window_start``, ``window_end``, ``metric``, then count,
         mean, min, max, sample stddev and approximate p50/p95.
     """
     placed, merged = _once(_window_columns, window)
-    return _merge_partials(panes.select(*placed), "w").select(*merged)
+    in_windows = panes.select(*placed)
+    if one_partition:
+        in_windows = in_windows.coalesce(1)
+    return _merge_partials(in_windows, "w").select(*merged)
 
 
 def _window_columns(window: WindowSpec) -> tuple[list[Column], list[Column]]:

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
+from pulsecast.config import Settings, StreamSpec
+
 
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkSession]:
@@ -24,3 +26,9 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkSession]:
     )
     session = spark_session(settings, app_name="pulsecast-unit")
     yield session
+
+
+@pytest.fixture
+def telemetry(settings: Settings) -> StreamSpec:
+    """The telemetry stream's schema."""
+    return settings.streams["telemetry"]

@@ -68,11 +68,6 @@ def kafka_rows(spark: SparkSession, values: list[str]):  # type: ignore[no-untyp
     )
 
 
-@pytest.fixture
-def telemetry(settings: Settings):  # type: ignore[no-untyped-def]
-    return settings.streams["telemetry"]
-
-
 CASES = [
     (event(), None, None, None),
     (
@@ -314,6 +309,26 @@ def test_partials_of_two_batches_merge_like_one(spark: SparkSession, telemetry) 
         assert got["stddev"] == pytest.approx(want["stddev"])
     five = [r for r in expected if r["metric"] == "temperature_c" and r["count"] == 45]
     assert five and five[0]["stddev"] == pytest.approx(statistics.stdev(readings.values()))
+
+
+def test_sliding_windows_merge_in_one_partition_without_a_shuffle(
+    spark: SparkSession,
+    telemetry,  # type: ignore[no-untyped-def]
+) -> None:
+    readings = {f"12:0{m}:{s:02d}": 30.0 + (s * 13 % 11) for m in range(4) for s in range(0, 60, 6)}
+    computed = pane_partials(_silver(spark, telemetry, readings), telemetry, 60, 0)
+    # As the job has them: collected, then one partition of local rows.
+    panes = spark.createDataFrame(computed.toArrow(), schema=computed.schema).coalesce(1)
+    window = WindowSpec(name="5m", size_s=300, slide_s=60)
+    columns = ["key", "window_start", "metric", "count", "mean", "min", "max", "stddev", "p95"]
+    shuffled = windows_from_panes(panes, window)
+    single = windows_from_panes(panes, window, one_partition=True)
+    plan = single._jdf.queryExecution().executedPlan().toString()
+    assert "Exchange" not in plan
+    assert "Exchange" in shuffled._jdf.queryExecution().executedPlan().toString()
+    assert single.select(*columns).orderBy(*columns[:3]).collect() == (
+        shuffled.select(*columns).orderBy(*columns[:3]).collect()
+    )
 
 
 def test_folded_partials_merge_like_the_partials(spark: SparkSession, telemetry) -> None:  # type: ignore[no-untyped-def]
