@@ -290,3 +290,54 @@ def test_silver_and_bronze_appends_by_spark_or_the_driver_are_once_per_batch(
     assert silver.rows == [(20, 20)]
     bronze = run_sql(settings, f"SELECT count(*) FROM bronze_{stream}")
     assert bronze.rows == [(20,)]
+
+
+@pytest.mark.parametrize("driver_commit_rows", [500_000, 0])
+def test_of_an_event_repeated_in_a_batch_silver_and_gold_hold_one_copy(
+    spark: SparkSession, stream_factory: StreamFactory, tmp_path: Path, driver_commit_rows: int
+) -> None:
+    """Copies of an event id that differ: silver keeps one, and gold aggregates that one.
+
+    Collected whole (a small batch), the first copy in Kafka's order is kept; else Spark
+    keeps one of its choosing.
+    """
+    from pulsecast.stream.job import BatchWriter
+
+    base, stream = stream_factory()
+    settings = job_settings(base, tmp_path, driver_commit_rows=driver_commit_rows)
+    readings = [("a", 10.0), ("b", 20.0), ("a", 30.0), ("c", 40.0), ("a", 50.0)]
+    rows = [
+        (
+            b"m-1",
+            json.dumps(
+                telemetry_event(
+                    "m-1", when=f"2026-05-01T12:00:0{i}Z", event_id=event_id, temperature_c=temp
+                )
+            ).encode(),
+            topic_name(stream),
+            0,
+            i,
+            datetime(2026, 5, 1, 12, 0),
+            0,
+        )
+        for i, (event_id, temp) in enumerate(readings)
+    ]
+    schema = (
+        "key binary, value binary, topic string, partition int, offset long, "
+        "timestamp timestamp, timestampType int"
+    )
+    writer = BatchWriter(spark, settings, stream, warehouse=None)
+    writer.ensure_tables()
+    writer(spark.createDataFrame(rows, schema), 0)
+
+    silver = run_sql(
+        settings, f"SELECT event_id, temperature_c FROM silver_{stream} ORDER BY event_id"
+    ).rows
+    assert [e for e, _ in silver] == ["a", "b", "c"]
+    if driver_commit_rows:
+        assert silver[0] == ("a", 10.0)
+    gold = run_sql(
+        settings,
+        f"SELECT count, mean FROM gold_{stream}_1m WHERE metric = 'temperature_c'",
+    ).rows
+    assert gold == [(3, pytest.approx(statistics.mean(t for _, t in silver)))]

@@ -25,9 +25,11 @@ Pane partials and gold rows (small, already in the driver as Arrow) are
 committed through delta-rs (see :mod:`pulsecast.lake.small_tables`; in an
 encrypted lake pyarrow writes their files encrypted,
 :mod:`pulsecast.lake.encrypted`), which takes milliseconds where Delta on
-Spark takes seconds; so are bronze and silver, collected from the cached
-parse as Arrow, unless the batch is too large for the driver (then Spark
-appends them). Every sink is idempotent per batch (bronze and silver by
+Spark takes seconds; so are bronze and silver, shaped with Arrow
+(:mod:`pulsecast.stream.arrow_rows`) from the batch's whole parse, which
+the Spark job that judges the batch collects, unless batches may hold more
+than ``stream.driver_commit_rows`` records or this one is too large for the
+driver (then Spark appends them). Every sink is idempotent per batch (bronze and silver by
 a commit tag, panes by a Delta application transaction, gold by
 recomputation, the warehouse by upsert), and Spark's checkpoint replays an
 unfinished batch after a crash, so silver holds each valid event once and gold
@@ -76,6 +78,7 @@ from pulsecast.monitoring.stream_metrics import (
     serve_metrics,
 )
 from pulsecast.security.lake_crypto import LakeCrypto
+from pulsecast.stream.arrow_rows import bronze_of_parse, silver_of_parse
 from pulsecast.stream.batch_stats import BatchStatsWriter, batch_stats_rows, first_occurrences
 from pulsecast.stream.errors import StreamJobError
 from pulsecast.stream.retrain import Retrainer
@@ -295,16 +298,20 @@ class BatchWriter:
                 cached.append(parsed)
                 judged = self._judge(parsed, watermark)
                 # One pass (it fills the cache): every record's verdict, id and times,
-                # for the counts per reason, the newest event time and silver's ids.
-                verdicts = judged.select(
-                    "reason",
-                    "event_id",
-                    "event_time",
-                    "ingest_time",
-                    "kafka_timestamp",
-                    *_correlation_column(parsed),
-                )
-                verdict = verdicts.toArrow()
+                # for the counts per reason, the newest event time and silver's ids;
+                # in a small batch every column, which bronze and silver are shaped of.
+                whole = self._collect_whole(judged, batch_id) if "topic" in carry else None
+                if whole is None:
+                    verdict = judged.select(
+                        "reason",
+                        "event_id",
+                        "event_time",
+                        "ingest_time",
+                        "kafka_timestamp",
+                        *_correlation_column(parsed),
+                    ).toArrow()
+                else:
+                    verdict = whole
                 records = verdict.num_rows
                 if records == 0:
                     return
@@ -318,7 +325,13 @@ class BatchWriter:
                     self._dead_letters(judged.where(F.col("reason").isNotNull()))
                     marks.append(("dlq", time.monotonic()))
                 # Bronze (for replay and audit) is appended while the rest goes on.
-                bronze = bronze_rows_of_parsed(parsed) if "topic" in carry else bronze_rows(batch)
+                bronze: DataFrame | pa.Table
+                if whole is not None:
+                    bronze = bronze_of_parse(whole)
+                elif "topic" in carry:
+                    bronze = bronze_rows_of_parsed(parsed)
+                else:
+                    bronze = bronze_rows(batch)
                 bronze_uri = self.tables.bronze(self.stream)
                 appends.append(
                     _Background(self._append, bronze, "bronze", bronze_uri, batch_id, rows=records)
@@ -341,11 +354,19 @@ class BatchWriter:
                         ids = None  # the batch repeats an event id: Spark keeps one of each
                         repeats = True
                     valid = judged.where(F.col("reason").isNull())
-                    fresh, fresh_ids = self._silver(valid, batch_id, watermark, ids, cached)
+                    valid_rows = None if whole is None else whole.filter(is_valid)
+                    fresh, fresh_ids, silver = self._silver(
+                        valid, batch_id, watermark, ids, cached, valid_rows=valid_rows
+                    )
                     silver_uri = self.tables.silver(self.stream)
                     appends.append(
                         _Background(
-                            self._append, fresh, "silver", silver_uri, batch_id, rows=len(fresh_ids)
+                            self._append,
+                            fresh if silver is None else silver,
+                            "silver",
+                            silver_uri,
+                            batch_id,
+                            rows=len(fresh_ids),
                         )
                     )
                     marks.append(("silver", time.monotonic()))
@@ -449,7 +470,9 @@ class BatchWriter:
                 for frame in reversed(cached):
                     frame.unpersist()
 
-    def _append(self, frame: DataFrame, sink: str, uri: str, batch_id: int, *, rows: int) -> bool:
+    def _append(
+        self, frame: DataFrame | pa.Table, sink: str, uri: str, batch_id: int, *, rows: int
+    ) -> bool:
         """Append ``frame`` to a Delta table as batch ``batch_id``'s commit, once.
 
         Each commit carries ``<sink tag>:<batch id>`` as its user metadata. The
@@ -458,8 +481,9 @@ class BatchWriter:
         followed in memory, so a replayed batch is not appended twice and
         other batches pay no lookup.
 
-        A batch of up to ``stream.driver_commit_rows`` rows comes to the
-        driver as Arrow (from the cached parse; see :meth:`_collect`) and is
+        A batch of up to ``stream.driver_commit_rows`` rows comes as Arrow
+        (shaped from the collected parse, or collected from the cached
+        parse; see :meth:`_collect_whole` and :meth:`_collect`) and is
         committed by delta-rs, as the pane partials are: the batch id is a
         Delta application transaction of the commit too (read before it,
         conflict-checked by it), and pyarrow encrypts the files in an
@@ -471,7 +495,7 @@ class BatchWriter:
         ``benchmarks/delta_commit_costs.py``.)
 
         Args:
-            frame: The rows.
+            frame: The rows (already in the driver as Arrow: committed from here).
             sink: Which table (``silver``, ``bronze``): names the tag.
             uri: The table.
             batch_id: The micro-batch.
@@ -487,15 +511,37 @@ class BatchWriter:
         if batch_id <= self._written[tag]:
             log.info("stream %s batch %s: %s holds it already", self.stream, batch_id, sink)
             return False
-        arrow = self._collect(frame, sink, batch_id, rows=rows)
+        arrow = (
+            frame
+            if isinstance(frame, pa.Table)
+            else self._collect(frame, sink, batch_id, rows=rows)
+        )
         if arrow is not None:
-            small_tables.append_once(uri, arrow, tag, batch_id, crypto=self.crypto)
-        else:
+            small_tables.append_once(uri, _nullable(arrow), tag, batch_id, crypto=self.crypto)
+        elif not isinstance(frame, pa.Table):
             frame.write.format("delta").mode("append").option(
                 "userMetadata", f"{tag}:{batch_id}"
             ).save(uri)
         self._written[tag] = batch_id
         return True
+
+    def _collect_whole(self, judged: DataFrame, batch_id: int) -> pa.Table | None:
+        """Every column of a small batch's judged parse as Arrow, or None.
+
+        None when batches may hold more than ``stream.driver_commit_rows``
+        records (``stream.max_offsets_per_trigger`` is larger), or when this
+        one turns out too large for the driver: the caller then collects
+        the verdicts alone and leaves bronze and silver to Spark (see
+        :meth:`_collect`). The Kafka headers are replaced by the correlation
+        ids they carry.
+        """
+        limit = self.settings.stream.driver_commit_rows
+        if self.settings.stream.max_offsets_per_trigger > limit:
+            return None
+        columns = [c for c in judged.columns if c != "kafka_headers"]
+        return self._collect(
+            judged.select(*columns, *_correlation_column(judged)), "parse", batch_id, rows=limit
+        )
 
     def _collect(self, frame: DataFrame, sink: str, batch_id: int, *, rows: int) -> pa.Table | None:
         """``frame`` as Arrow in the driver, or None to leave the append to Spark.
@@ -554,7 +600,9 @@ class BatchWriter:
         watermark: datetime | None,
         ids: pa.Table | None,
         cached: list[DataFrame],
-    ) -> tuple[DataFrame, pa.Array]:
+        *,
+        valid_rows: pa.Table | None = None,
+    ) -> tuple[DataFrame, pa.Array, pa.Table | None]:
         """The batch's events that no earlier batch wrote, for silver.
 
         A valid event is not older than the watermark, so only an event of
@@ -572,15 +620,26 @@ class BatchWriter:
             watermark: The watermark it is judged by.
             ids: The valid rows' ``event_id`` and ``event_time`` when no id
                 repeats among them (the usual case: no deduplication within
-                the batch); None to deduplicate in Spark and read them back.
+                the batch); None to deduplicate (keeping the first of each
+                id, in Arrow, with ``valid_rows``; else Spark keeps one).
             cached: The batch's cached frames (unpersisted when it ends): the
                 deduplicated rows join them when persisted.
+            valid_rows: The valid rows, collected (a small batch): silver's
+                rows are then shaped in Arrow.
 
         Returns:
-            The batch's silver rows that are fresh (to append), and their event ids.
+            The batch's silver rows that are fresh, for gold; their event
+            ids; and the same rows as Arrow, to append, when ``valid_rows``
+            was given (else None: the append collects or writes the frame).
         """
         uri = self.tables.silver(self.stream)
-        if ids is None:
+        repeats = ids is None
+        if valid_rows is not None:
+            if repeats:
+                valid_rows = valid_rows.filter(first_occurrences(valid_rows["event_id"]))
+            ids = valid_rows.select(["event_id", "event_time"])
+            rows = silver_rows(valid, self.spec, batch_id, unique=True)
+        elif ids is None:
             rows = silver_rows(valid, self.spec, batch_id).persist()
             cached.append(rows)
             ids = rows.select("event_id", "event_time").toArrow()
@@ -593,12 +652,19 @@ class BatchWriter:
             duplicates = self.spark.createDataFrame(ids.filter(repeated).select(["event_id"]))
             fresh = rows.join(F.broadcast(duplicates), "event_id", "left_anti")
             ids = ids.filter(pc.invert(repeated))
+            if valid_rows is not None:
+                valid_rows = valid_rows.filter(pc.invert(repeated))
+        silver = None
+        if valid_rows is not None:
+            silver = silver_of_parse(valid_rows, self.spec, batch_id)
+            if repeats:  # gold aggregates the copy silver holds, not any copy Spark keeps
+                fresh = self.spark.createDataFrame(_nullable(silver), schema=rows.schema)
         seen = pa.concat_tables([seen, ids.cast(seen.schema)])
         horizon = self._final_before()
         if horizon is not None:
             seen = seen.filter(pc.greater_equal(seen["event_time"], _instant(horizon)))
         self._recent_ids = seen
-        return fresh, ids["event_id"]
+        return fresh, ids["event_id"], silver
 
     def _ids_in_memory(
         self, uri: str, batch_id: int, after: datetime | None, schema: pa.Schema
@@ -671,7 +737,7 @@ class BatchWriter:
                 (F.col("pane_start") >= F.lit(starts[0]))
                 & (F.col("pane_start") < F.lit(starts[-1] + size))
             )
-            aggregates = windows_from_panes(slice_, window).where(
+            aggregates = windows_from_panes(slice_, window, one_partition=True).where(
                 F.col("window_start").isin(starts)
             )
             frames.append(self._gold_shape(aggregates, window, final_before))
