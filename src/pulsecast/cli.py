@@ -1025,7 +1025,13 @@ def bench_e2e(
         f"to warehouse   p50 {r['warehouse_latency_p50_s']:.2f} s, "
         f"p95 {r['warehouse_latency_p95_s']:.2f} s",
         f"job capacity   {r['job_eps']:>10,.0f} events/s "
-        f"(from the earliest offset, {r['events']:,} events)",
+        f"(from the earliest offset, {r['events']:,} events"
+        + (
+            ""
+            if r.get("job_steady_eps") is None
+            else f"; {r['job_steady_eps']:,.0f} after its first batch"
+        )
+        + ")",
         f"pass-through   {r['passthrough_eps']:>10,.0f} events/s (Spark, Kafka -> Parquet)",
     ]
     if r["forecasts"]:

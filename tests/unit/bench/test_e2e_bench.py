@@ -144,3 +144,16 @@ def test_e2e_doctests_hold() -> None:
     import pulsecast.bench.e2e
 
     assert doctest.testmod(pulsecast.bench.e2e).failed == 0
+
+
+def test_steady_eps_counts_the_batches_after_the_first_over_their_time() -> None:
+    from pulsecast.bench.e2e import steady_eps
+    from pulsecast.stream.job import BatchTimes
+
+    def batch(i: int, records: int, end: float) -> BatchTimes:
+        return BatchTimes(i, records, end - 1, end - 0.5, end)
+
+    # The first batch (slow: the start) is left out, with the time up to its end.
+    batches = [batch(2, 100, 30.0), batch(0, 1_000, 10.0), batch(1, 300, 20.0)]
+    assert steady_eps(batches) == (300 + 100) / (30.0 - 10.0)
+    assert steady_eps(batches[:1]) is None
