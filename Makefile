@@ -67,7 +67,7 @@ bench: setup  ## Ingest benchmark, one JSON line appended to benchmarks/results/
 
 bench-e2e: setup  ## Streaming job benchmark (about 10 minutes), one JSON line appended to benchmarks/results/e2e.jsonl
 	@mkdir -p benchmarks/results
-	$(BIN)/pulsecast bench e2e --rate 10000 --seconds 90 --latency-rate 2000 --json | tee -a benchmarks/results/e2e.jsonl
+	$(BIN)/pulsecast bench e2e --rate 10000 --seconds 90 --latency-rate 10000 --json | tee -a benchmarks/results/e2e.jsonl
 
 clean:  ## Stop the stack and remove local state (keeps .venv)
 	-$(BIN)/pulsecast down
