@@ -92,6 +92,32 @@ class FieldSpec(_Section):
         return self
 
 
+#: Columns the streaming job adds next to the payload fields (parse, bronze, silver).
+_JOB_COLUMNS = frozenset(
+    {
+        "event_id",
+        "key",
+        "event_time",
+        "ingest_time",
+        "kafka_key",
+        "raw_value",
+        "partition",
+        "offset",
+        "kafka_timestamp",
+        "kafka_topic",
+        "kafka_headers",
+        "reason",
+        "field",
+        "message",
+        "kafka_partition",
+        "kafka_offset",
+        "batch_id",
+        "event_date",
+        "event_hour",
+    }
+)
+
+
 class StreamSpec(_Section):
     """A stream: its schema and its topics' sizing."""
 
@@ -107,6 +133,13 @@ class StreamSpec(_Section):
 
     @model_validator(mode="after")
     def _check_key(self) -> StreamSpec:
+        taken = sorted(n for n in self.fields if n in _JOB_COLUMNS or n.startswith("_"))
+        if taken:
+            msg = (
+                f"payload field names {taken} are the streaming job's own columns "
+                "(names starting with _ are reserved too); rename them"
+            )
+            raise ValueError(msg)
         key = self.fields.get(self.key_field)
         if key is None:
             msg = f"key_field {self.key_field!r} is not one of the fields {sorted(self.fields)}"

@@ -37,6 +37,31 @@ def produce_raw(settings: Settings, stream: str, values: list[tuple[str, bytes]]
     producer.flush()
 
 
+KAFKA_SCHEMA = (
+    "key binary, value binary, topic string, partition int, offset long, "
+    "timestamp timestamp, timestampType int"
+)
+
+
+def kafka_batch(
+    spark: SparkSession, stream: str, events: list[dict], *, first: int = 0
+) -> DataFrame:
+    """``events`` as a micro-batch of Kafka records (partition 0, offsets from ``first``)."""
+    rows = [
+        (
+            b"m-1",
+            json.dumps(event).encode(),
+            topic_name(stream),
+            0,
+            first + i,
+            datetime(2026, 5, 1, 12, 0),
+            0,
+        )
+        for i, event in enumerate(events)
+    ]
+    return spark.createDataFrame(rows, KAFKA_SCHEMA)
+
+
 def warehouse_rows(settings: Settings, stream: str) -> dict[tuple[str, str, str, str], tuple]:
     with psycopg.connect(settings.postgres.conninfo()) as conn:
         rows = conn.execute(
@@ -200,26 +225,12 @@ def test_silver_and_bronze_appends_by_spark_or_the_driver_are_once_per_batch(
         update={"stream": settings.stream.model_copy(update={"driver_commit_rows": 0})}
     )
 
-    def batch(first: int) -> object:
-        rows = [
-            (
-                b"m-1",
-                json.dumps(
-                    telemetry_event("m-1", when=f"2026-05-01T12:00:{i:02d}Z", event_id=f"e{i}")
-                ).encode(),
-                topic_name(stream),
-                0,
-                i,
-                datetime(2026, 5, 1, 12, 0),
-                0,
-            )
+    def batch(first: int) -> DataFrame:
+        events = [
+            telemetry_event("m-1", when=f"2026-05-01T12:00:{i:02d}Z", event_id=f"e{i}")
             for i in range(first, first + 5)
         ]
-        schema = (
-            "key binary, value binary, topic string, partition int, offset long, "
-            "timestamp timestamp, timestampType int"
-        )
-        return spark.createDataFrame(rows, schema)
+        return kafka_batch(spark, stream, events, first=first)
 
     spark_writer = BatchWriter(spark, by_spark, stream, warehouse=None)
     spark_writer.ensure_tables()
@@ -298,7 +309,7 @@ def test_of_an_event_repeated_in_a_batch_silver_and_gold_hold_one_copy(
 ) -> None:
     """Copies of an event id that differ: silver keeps one, and gold aggregates that one.
 
-    Collected whole (a small batch), the first copy in Kafka's order is kept; else Spark
+    Collected whole (a small batch), the first copy in the partition's order is kept; else Spark
     keeps one of its choosing.
     """
     from pulsecast.stream.job import BatchWriter
@@ -306,29 +317,13 @@ def test_of_an_event_repeated_in_a_batch_silver_and_gold_hold_one_copy(
     base, stream = stream_factory()
     settings = job_settings(base, tmp_path, driver_commit_rows=driver_commit_rows)
     readings = [("a", 10.0), ("b", 20.0), ("a", 30.0), ("c", 40.0), ("a", 50.0)]
-    rows = [
-        (
-            b"m-1",
-            json.dumps(
-                telemetry_event(
-                    "m-1", when=f"2026-05-01T12:00:0{i}Z", event_id=event_id, temperature_c=temp
-                )
-            ).encode(),
-            topic_name(stream),
-            0,
-            i,
-            datetime(2026, 5, 1, 12, 0),
-            0,
-        )
-        for i, (event_id, temp) in enumerate(readings)
+    events = [
+        telemetry_event("m-1", when=f"2026-05-01T12:00:0{i}Z", event_id=event_id, temperature_c=t)
+        for i, (event_id, t) in enumerate(readings)
     ]
-    schema = (
-        "key binary, value binary, topic string, partition int, offset long, "
-        "timestamp timestamp, timestampType int"
-    )
     writer = BatchWriter(spark, settings, stream, warehouse=None)
     writer.ensure_tables()
-    writer(spark.createDataFrame(rows, schema), 0)
+    writer(kafka_batch(spark, stream, events), 0)
 
     silver = run_sql(
         settings, f"SELECT event_id, temperature_c FROM silver_{stream} ORDER BY event_id"
@@ -341,3 +336,26 @@ def test_of_an_event_repeated_in_a_batch_silver_and_gold_hold_one_copy(
         f"SELECT count, mean FROM gold_{stream}_1m WHERE metric = 'temperature_c'",
     ).rows
     assert gold == [(3, pytest.approx(statistics.mean(t for _, t in silver)))]
+
+
+def test_a_batch_larger_than_the_driver_commit_limit_is_appended_by_spark(
+    spark: SparkSession, stream_factory: StreamFactory, tmp_path: Path
+) -> None:
+    """Batches are capped below the limit, yet this one is larger (planned before the cap)."""
+    from pulsecast.stream.job import BatchWriter
+
+    base, stream = stream_factory()
+    settings = job_settings(base, tmp_path, driver_commit_rows=3, max_offsets_per_trigger=3)
+    events = [
+        telemetry_event("m-1", when=f"2026-05-01T12:00:0{i}Z", event_id=f"e{i}") for i in range(5)
+    ]
+    writer = BatchWriter(spark, settings, stream, warehouse=None)
+    writer.ensure_tables()
+    writer(kafka_batch(spark, stream, events), 0)
+
+    tables = LakeTables.from_settings(settings)
+    for table in (tables.silver(stream), tables.bronze(stream)):
+        engines = [c["engineInfo"] for c in DeltaTable(table).history() if c.get("userMetadata")]
+        assert len(engines) == 1 and engines[0].startswith("Apache-Spark")
+    silver = run_sql(settings, f"SELECT count(*) FROM silver_{stream}").rows
+    assert silver == [(5,)]

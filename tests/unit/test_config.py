@@ -53,6 +53,23 @@ min = 0
     assert settings.streams["orders"].fields["amount"].min == 0
 
 
+@pytest.mark.parametrize("name", ["batch_id", "reason", "_correlation"])
+def test_a_payload_field_may_not_take_a_name_of_the_jobs_columns(tmp_path: Path, name: str) -> None:
+    path = write(
+        tmp_path,
+        f"""
+[streams.orders]
+key_field = "customer"
+[streams.orders.fields.customer]
+type = "str"
+[streams.orders.fields.{name}]
+type = "float"
+""",
+    )
+    with pytest.raises(ConfigError, match=rf"\['{name}'\] are the streaming job's own columns"):
+        load_settings(path)
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

@@ -123,6 +123,8 @@ _ONE_PARTITION_EVENTS = 500_000
 #: the windows' merge several times.
 _FOLD_AT = 4
 _PANE_ID = ["key", "metric", "pane_start"]
+#: The column of each record's correlation ids in the collected verdicts.
+_CORRELATION = "_correlation"
 #: What Spark's errors say when a result does not fit the driver.
 _TOO_LARGE_FOR_DRIVER = ("spark.driver.maxResultSize", "TaskResultLost", "OutOfMemoryError")
 
@@ -300,7 +302,9 @@ class BatchWriter:
                 # One pass (it fills the cache): every record's verdict, id and times,
                 # for the counts per reason, the newest event time and silver's ids;
                 # in a small batch every column, which bronze and silver are shaped of.
-                whole = self._collect_whole(judged, batch_id) if "topic" in carry else None
+                whole, by_spark = (
+                    self._collect_whole(judged, batch_id) if "topic" in carry else (None, False)
+                )
                 if whole is None:
                     verdict = judged.select(
                         "reason",
@@ -334,7 +338,15 @@ class BatchWriter:
                     bronze = bronze_rows(batch)
                 bronze_uri = self.tables.bronze(self.stream)
                 appends.append(
-                    _Background(self._append, bronze, "bronze", bronze_uri, batch_id, rows=records)
+                    _Background(
+                        self._append,
+                        bronze,
+                        "bronze",
+                        bronze_uri,
+                        batch_id,
+                        rows=records,
+                        driver=not by_spark,
+                    )
                 )
                 ingested: list[datetime] = []
                 newest_before = self._max_event_time
@@ -351,7 +363,7 @@ class BatchWriter:
                     ingested = [t for t in (ingest["min"], ingest["max"]) if t is not None]
                     ids = accepted.select(["event_id", "event_time"])
                     if pc.count_distinct(ids["event_id"]).as_py() < valid_count:
-                        ids = None  # the batch repeats an event id: Spark keeps one of each
+                        ids = None  # the batch repeats an event id: one copy is kept
                         repeats = True
                     valid = judged.where(F.col("reason").isNull())
                     valid_rows = None if whole is None else whole.filter(is_valid)
@@ -367,6 +379,7 @@ class BatchWriter:
                             silver_uri,
                             batch_id,
                             rows=len(fresh_ids),
+                            driver=not by_spark,
                         )
                     )
                     marks.append(("silver", time.monotonic()))
@@ -471,7 +484,14 @@ class BatchWriter:
                     frame.unpersist()
 
     def _append(
-        self, frame: DataFrame | pa.Table, sink: str, uri: str, batch_id: int, *, rows: int
+        self,
+        frame: DataFrame | pa.Table,
+        sink: str,
+        uri: str,
+        batch_id: int,
+        *,
+        rows: int,
+        driver: bool = True,
     ) -> bool:
         """Append ``frame`` to a Delta table as batch ``batch_id``'s commit, once.
 
@@ -500,6 +520,8 @@ class BatchWriter:
             uri: The table.
             batch_id: The micro-batch.
             rows: At most how many rows ``frame`` has (picks the writer).
+            driver: False when the batch is known to be too large for the
+                driver: Spark appends it, with no try to collect it first.
 
         Returns:
             Whether it appended (False: the table already holds the batch).
@@ -511,11 +533,10 @@ class BatchWriter:
         if batch_id <= self._written[tag]:
             log.info("stream %s batch %s: %s holds it already", self.stream, batch_id, sink)
             return False
-        arrow = (
-            frame
-            if isinstance(frame, pa.Table)
-            else self._collect(frame, sink, batch_id, rows=rows)
-        )
+        if isinstance(frame, pa.Table):
+            arrow: pa.Table | None = frame
+        else:
+            arrow = self._collect(frame, sink, batch_id, rows=rows) if driver else None
         if arrow is not None:
             small_tables.append_once(uri, _nullable(arrow), tag, batch_id, crypto=self.crypto)
         elif not isinstance(frame, pa.Table):
@@ -525,23 +546,40 @@ class BatchWriter:
         self._written[tag] = batch_id
         return True
 
-    def _collect_whole(self, judged: DataFrame, batch_id: int) -> pa.Table | None:
+    def _collect_whole(self, judged: DataFrame, batch_id: int) -> tuple[pa.Table | None, bool]:
         """Every column of a small batch's judged parse as Arrow, or None.
 
         None when batches may hold more than ``stream.driver_commit_rows``
-        records (``stream.max_offsets_per_trigger`` is larger), or when this
-        one turns out too large for the driver: the caller then collects
-        the verdicts alone and leaves bronze and silver to Spark (see
-        :meth:`_collect`). The Kafka headers are replaced by the correlation
-        ids they carry.
+        records (``stream.max_offsets_per_trigger`` is larger): the caller
+        then collects the verdicts alone, and bronze and silver are collected
+        or left to Spark by their size (see :meth:`_collect`). None too when
+        this batch turns out larger than that (one planned before the
+        setting was lowered) or too large for the driver's memory; then the
+        second value is True, and Spark appends bronze and silver. The Kafka
+        headers are replaced by the correlation ids they carry.
         """
         limit = self.settings.stream.driver_commit_rows
         if self.settings.stream.max_offsets_per_trigger > limit:
-            return None
+            return None, False
         columns = [c for c in judged.columns if c != "kafka_headers"]
-        return self._collect(
-            judged.select(*columns, *_correlation_column(judged)), "parse", batch_id, rows=limit
+        whole = self._collect(
+            judged.select(*columns, *_correlation_column(judged)),
+            "bronze and silver",
+            batch_id,
+            rows=limit,
         )
+        if whole is not None and whole.num_rows > limit:
+            log.info(
+                "stream %s batch %s: %s records, more than stream.driver_commit_rows (%s): "
+                "bronze and silver appended by Spark",
+                self.stream,
+                batch_id,
+                whole.num_rows,
+                limit,
+                extra={"stream": self.stream, "batch_id": batch_id},
+            )
+            return None, True
+        return whole, whole is None
 
     def _collect(self, frame: DataFrame, sink: str, batch_id: int, *, rows: int) -> pa.Table | None:
         """``frame`` as Arrow in the driver, or None to leave the append to Spark.
@@ -828,7 +866,10 @@ class BatchWriter:
 
 
 def _correlation_column(parsed: DataFrame) -> list[Column]:
-    """Each record's correlation ids (a list, usually of none or one), as ``correlation``.
+    """Each record's correlation ids (a list, usually of none or one), as ``_correlation``.
+
+    Underscored: the whole parse is collected with it, next to payload
+    fields of any other name.
 
     Read from the Kafka header ``pulsecast-correlation-id`` (the source reads
     headers, and :func:`parse_events` carries them as ``kafka_headers``); a
@@ -840,7 +881,7 @@ def _correlation_column(parsed: DataFrame) -> list[Column]:
         F.filter("kafka_headers", lambda h: h["key"] == F.lit(CORRELATION_HEADER)),
         lambda h: h["value"].cast("string"),
     )
-    return [ids.alias("correlation")]
+    return [ids.alias(_CORRELATION)]
 
 
 def _correlation_ids(verdict: pa.Table) -> tuple[list[str], int]:
@@ -849,9 +890,9 @@ def _correlation_ids(verdict: pa.Table) -> tuple[list[str], int]:
     Returns:
         The first :data:`MAX_LOGGED_IDS` ids in sorted order, and how many there are.
     """
-    if "correlation" not in verdict.column_names:
+    if _CORRELATION not in verdict.column_names:
         return [], 0
-    ids = pc.unique(pc.drop_null(pc.list_flatten(verdict["correlation"])))
+    ids = pc.unique(pc.drop_null(pc.list_flatten(verdict[_CORRELATION])))
     return sorted(ids.to_pylist())[:MAX_LOGGED_IDS], len(ids)
 
 
