@@ -60,6 +60,10 @@ def spark_conf(settings: Settings, jars: list[Path]) -> dict[str, str]:
         "spark.sql.streaming.stateStore.providerClass": (
             "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
         ),
+        # A state commit writes the batch's changes, not a snapshot of the
+        # whole store (snapshots are made in the background): commits took
+        # 0.4-1.3 s of every 10 s scoring batch, on 2 cores next to ingest.
+        "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
         "spark.databricks.delta.schema.autoMerge.enabled": "false",
         # Timestamps as microseconds adjusted to UTC, not Spark's default INT96,
         # which Arrow and DuckDB read as naive: DuckDB's views of the lake would
