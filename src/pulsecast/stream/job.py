@@ -78,6 +78,7 @@ from pulsecast.monitoring.stream_metrics import (
     serve_metrics,
 )
 from pulsecast.security.lake_crypto import LakeCrypto
+from pulsecast.stream.arrow_gold import fold_panes_of, pane_partials_of, windows_of_panes
 from pulsecast.stream.arrow_rows import bronze_of_parse, silver_of_parse
 from pulsecast.stream.batch_stats import BatchStatsWriter, batch_stats_rows, first_occurrences
 from pulsecast.stream.errors import StreamJobError
@@ -93,6 +94,7 @@ from pulsecast.stream.transforms import (
     bronze_rows_of_parsed,
     dead_letter_rows,
     fold_panes,
+    numeric_fields,
     pane_partials,
     pane_seconds,
     parse_events,
@@ -107,6 +109,7 @@ if TYPE_CHECKING:
 
     from pyspark.sql import Column, DataFrame, SparkSession
     from pyspark.sql.streaming.query import StreamingQuery
+    from pyspark.sql.types import StructType
 
 __all__ = ["BatchTimes", "BatchWriter", "JobStats", "StreamJob", "gold_partitions"]
 
@@ -227,13 +230,7 @@ class BatchWriter:
         """Create the stream's Delta tables if they do not exist (empty, with their schema)."""
         from delta.tables import DeltaTable
 
-        empty = self.spark.createDataFrame(
-            [],
-            "key binary, value binary, topic string, partition int, offset long, "
-            "timestamp timestamp, timestampType int",
-        )
-        silver = silver_rows(parse_events(empty, self.stream, self.spec), self.spec, 0)
-        panes = pane_partials(silver, self.spec, self.pane_s, 0)
+        empty, silver, panes = self._empty_frames()
         targets = [
             (self.tables.bronze(self.stream), bronze_rows(empty), BRONZE_PARTITIONS),
             (self.tables.silver(self.stream), silver, SILVER_PARTITIONS),
@@ -383,7 +380,9 @@ class BatchWriter:
                         )
                     )
                     marks.append(("silver", time.monotonic()))
-                    gold, entities = self._gold(fresh, batch_id, watermark, events=valid_count)
+                    gold, entities = self._gold(
+                        fresh, batch_id, watermark, events=valid_count, rows=silver
+                    )
                     marks.append(("gold", time.monotonic()))
                     gold_at = time.time()
                     if self.warehouse is not None:
@@ -719,28 +718,41 @@ class BatchWriter:
         return self._recent_ids
 
     def _gold(
-        self, fresh: DataFrame, batch_id: int, watermark: datetime | None, *, events: int
+        self,
+        fresh: DataFrame,
+        batch_id: int,
+        watermark: datetime | None,
+        *,
+        events: int,
+        rows: pa.Table | None = None,
     ) -> tuple[list[tuple[Any, ...]], int]:
         """Append the batch's pane partials, then remerge every window they touch.
 
-        Spark aggregates the batch into pane partials (one job) and merges the
-        partials of every touched window, all windows at once (one job); both
-        results are small and come back as Arrow. The partials later batches
-        may still need (panes of windows that can still change) stay in
-        memory between batches, read from the pane table only after a start
-        or a failure. The pane append and the gold merges are committed from
-        here through delta-rs (see :mod:`pulsecast.lake.small_tables`).
+        A batch collected in the driver (``rows``: its fresh silver rows) is
+        aggregated into pane partials and its windows merged in Arrow
+        (:mod:`pulsecast.stream.arrow_gold`). A larger one is aggregated by
+        Spark (one job), which merges the partials of every touched window,
+        all windows at once (one job); both results are small and come back
+        as Arrow. The partials later batches may still need (panes of windows
+        that can still change) stay in memory between batches, read from the
+        pane table only after a start or a failure. The pane append and the
+        gold merges are committed from here through delta-rs (see
+        :mod:`pulsecast.lake.small_tables`).
 
         Returns the gold rows written (over all windows) as warehouse rows,
         and the number of keys the batch's events have.
         """
-        # At most ``events`` rows: in one partition when few (_ONE_PARTITION_EVENTS).
-        source = fresh.coalesce(1) if events <= _ONE_PARTITION_EVENTS else fresh
-        computed = pane_partials(source, self.spec, self.pane_s, batch_id)
-        new = computed.toArrow()
+        pane_schema, gold_schema = self._arrow_schemas
+        if rows is not None:
+            new = pane_partials_of(
+                rows, numeric_fields(self.spec), self.pane_s, batch_id, pane_schema
+            )
+        else:
+            # At most ``events`` rows: in one partition when few (_ONE_PARTITION_EVENTS).
+            source = fresh.coalesce(1) if events <= _ONE_PARTITION_EVENTS else fresh
+            new = _nullable(pane_partials(source, self.spec, self.pane_s, batch_id).toArrow())
         if new.num_rows == 0:
             return [], 0
-        new = _nullable(new)
         # A window may hold panes up to its size before a valid event's pane,
         # which itself may start up to a pane before the watermark.
         reach = timedelta(seconds=max(w.size_s for w in self.windows) + self.pane_s)
@@ -754,32 +766,30 @@ class BatchWriter:
         pane_starts: list[datetime] = pc.unique(new["pane_start"]).to_pylist()  # UTC
         touched_keys = pc.is_in(recent["key"], value_set=keys)
         needed = recent.filter(touched_keys)
-        # One partition too: the merges then need no shuffle either.
-        panes = self.spark.createDataFrame(needed, schema=computed.schema).coalesce(1)
         if needed.num_rows >= _FOLD_AT * len(needed.group_by(_PANE_ID).aggregate([])):
             # Each pane holds a partial per batch that had its events: fold them into
             # one, kept in memory instead, so what the windows' merge reads stops
             # growing with the batches a pane spans (the pane table keeps them all).
-            folded = _nullable(fold_panes(panes).toArrow()).cast(recent.schema)
-            recent = pa.concat_tables([recent.filter(pc.invert(touched_keys)), folded])
-            panes = self.spark.createDataFrame(folded, schema=computed.schema).coalesce(1)
+            if rows is not None:
+                needed = _nullable(fold_panes_of(needed, pane_schema))
+            else:
+                panes = self.spark.createDataFrame(needed, schema=self._pane_frame_schema)
+                needed = _nullable(fold_panes(panes.coalesce(1)).toArrow())
+            needed = needed.cast(recent.schema)
+            recent = pa.concat_tables([recent.filter(pc.invert(touched_keys)), needed])
         final_before = self._final_before()
         # Every window the batch touched is rebuilt for every key it touched
         # (a rectangle: each window's rows are then replaced by predicate).
         touched = {w.name: window_starts(pane_starts, w) for w in self.windows}
-        frames = []
-        for window in self.windows:
-            starts = touched[window.name]
-            size = timedelta(seconds=window.size_s)
-            slice_ = panes.where(
-                (F.col("pane_start") >= F.lit(starts[0]))
-                & (F.col("pane_start") < F.lit(starts[-1] + size))
-            )
-            aggregates = windows_from_panes(slice_, window, one_partition=True).where(
-                F.col("window_start").isin(starts)
-            )
-            frames.append(self._gold_shape(aggregates, window, final_before))
-        gold = _nullable(functools.reduce(lambda a, b: a.unionByName(b), frames).toArrow())
+        if rows is not None:
+            gold = pa.concat_tables(
+                [
+                    self._gold_of_panes(needed, w, touched[w.name], final_before)
+                    for w in self.windows
+                ]
+            ).cast(gold_schema)
+        else:
+            gold = self._gold_by_spark(needed, touched, final_before)
         in_keys = ", ".join(small_tables.quote(k) for k in keys.to_pylist())
         for window in self.windows:
             starts = touched[window.name]
@@ -801,6 +811,76 @@ class BatchWriter:
         columns = [c for c in WAREHOUSE_COLUMNS if c != "stream"]
         rows = [(self.stream, *row.values()) for row in gold.select(columns).to_pylist()]
         return rows, len(keys)
+
+    def _gold_of_panes(
+        self,
+        panes: pa.Table,
+        window: WindowSpec,
+        starts: list[datetime],
+        final_before: datetime | None,
+    ) -> pa.Table:
+        """Gold's rows of ``window`` starting at ``starts``, merged in Arrow."""
+        rows = windows_of_panes(panes, window, starts)
+        final = (
+            pc.less_equal(rows["window_end"], _instant(final_before))
+            if final_before is not None
+            else pa.repeat(pa.scalar(False), rows.num_rows)
+        )
+        return (
+            rows.append_column("window_name", pa.repeat(pa.scalar(window.name), rows.num_rows))
+            .append_column("is_final", final)
+            .append_column("window_date", pc.cast(rows["window_start"], pa.date32()))
+            .append_column("window_hour", pc.cast(pc.hour(rows["window_start"]), pa.int32()))
+        )
+
+    def _gold_by_spark(
+        self,
+        panes: pa.Table,
+        touched: dict[str, list[datetime]],
+        final_before: datetime | None,
+    ) -> pa.Table:
+        """Gold's rows of every window in ``touched``, merged by Spark in one job."""
+        # One partition: the merges then need no shuffle either.
+        frame = self.spark.createDataFrame(panes, schema=self._pane_frame_schema).coalesce(1)
+        frames = []
+        for window in self.windows:
+            starts = touched[window.name]
+            size = timedelta(seconds=window.size_s)
+            slice_ = frame.where(
+                (F.col("pane_start") >= F.lit(starts[0]))
+                & (F.col("pane_start") < F.lit(starts[-1] + size))
+            )
+            aggregates = windows_from_panes(slice_, window, one_partition=True).where(
+                F.col("window_start").isin(starts)
+            )
+            frames.append(self._gold_shape(aggregates, window, final_before))
+        return _nullable(functools.reduce(lambda a, b: a.unionByName(b), frames).toArrow())
+
+    @functools.cached_property
+    def _pane_frame_schema(self) -> StructType:
+        """The pane table's Spark schema (as :func:`pane_partials` gives it)."""
+        return self._empty_frames()[2].schema
+
+    @functools.cached_property
+    def _arrow_schemas(self) -> tuple[pa.Schema, pa.Schema]:
+        """The pane partials' and gold rows' Arrow schemas, as Spark's collects give them."""
+        panes = self._empty_frames()[2]
+        window = self.windows[0]
+        gold = self._gold_shape(windows_from_panes(panes, window), window, None)
+        return (
+            _nullable(panes.limit(0).toArrow()).schema,
+            _nullable(gold.limit(0).toArrow()).schema,
+        )
+
+    def _empty_frames(self) -> tuple[DataFrame, DataFrame, DataFrame]:
+        """Empty frames of Kafka's records, of silver's rows and of pane partials."""
+        empty = self.spark.createDataFrame(
+            [],
+            "key binary, value binary, topic string, partition int, offset long, "
+            "timestamp timestamp, timestampType int",
+        )
+        silver = silver_rows(parse_events(empty, self.stream, self.spec), self.spec, 0)
+        return empty, silver, pane_partials(silver, self.spec, self.pane_s, 0)
 
     def _panes_in_memory(self, after: datetime | None, schema: pa.Schema) -> pa.Table:
         """The recent pane partials (read from the pane table the first time)."""
