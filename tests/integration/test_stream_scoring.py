@@ -76,6 +76,9 @@ def test_live_scores_flag_spikes_and_the_detector_state_survives_a_restart(
     stats = StreamJob(spark, settings, streams=[stream]).run(until_idle=True, max_seconds=240)
     assert stats[stream].scored == len(KEYS) * series * 11
     assert flagged_in_lake(settings, stream) == [("m-0", "temperature_c", "08:09")]
+    # State commits write changelogs (the batch's changes), not snapshots of the store.
+    state = Path(settings.checkpoint_uri.removeprefix("file://")) / f"{stream}-scores" / "state"
+    assert list(state.rglob("*.changelog"))
 
     # A restart. Minutes 12..20; m-1 runs hot in minute 15. A new detector would have
     # seen minutes 11..14 only (inside its warm-up of 8) and could not flag it: the flag

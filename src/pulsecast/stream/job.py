@@ -1329,6 +1329,8 @@ class StreamJob:
                 query.stop()
         self.queries.clear()
         self.score_queries.clear()
+        for scorer in self.scorers.values():
+            scorer.close()
         if self._listener is not None:
             self.spark.streams.removeListener(self._listener)
             self._listener = None

@@ -32,6 +32,7 @@ The time-of-day slots of the detector are UTC (the session time zone).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -69,6 +70,7 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
     from pyspark.sql.streaming.query import StreamingQuery
 
+    from pulsecast.bus.producer import EventProducer
     from pulsecast.warehouse.schema import Warehouse
 
 __all__ = [
@@ -304,6 +306,8 @@ class ScoreWriter:
     _next_batch: int | None = field(default=None, init=False, repr=False)
     #: The errors table, appended once per batch and compacted every ``compact_every``.
     errors: CompactedAppends = field(init=False, repr=False)
+    #: The producer of the predictions and alerts topics (made by the first publish).
+    _producer: EventProducer | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.crypto = LakeCrypto.from_settings(self.settings)
@@ -467,17 +471,36 @@ class ScoreWriter:
         )
 
     def _publish(self, records: list[dict[str, Any]]) -> None:
+        """Publish the batch's scores and flags, and wait until Kafka has them all.
+
+        One producer serves every batch: a new one spends about half a second
+        connecting before its first flush returns. After a failure it is shut
+        and the next batch makes a new one (a producer's error count stays).
+        """
         from pulsecast.bus.producer import EventProducer
 
         predictions = topic_name(self.stream, "predictions")
         alerts = topic_name(self.stream, "alerts")
-        # Closing flushes, and raises if any message was not delivered.
-        with EventProducer(self.settings, source="stream", principal="stream") as producer:
+        if self._producer is None:
+            self._producer = EventProducer(self.settings, source="stream", principal="stream")
+        producer = self._producer
+        try:
             for record in records:
                 message = json.dumps(_message(self.stream, record), allow_nan=False).encode()
                 producer.produce_raw(predictions, message, record["key"])
                 if record["flagged"]:
                     producer.produce_raw(alerts, message, record["key"])
+            producer.flush()  # raises if any message was not delivered
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Shut the producer down (the job stops, or a publish failed)."""
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            with contextlib.suppress(Exception):  # what it failed to deliver was reported
+                producer.close(timeout_s=10)
 
 
 def _message(stream: str, record: dict[str, Any]) -> dict[str, Any]:

@@ -375,6 +375,7 @@ def test_spark_conf_binds_loopback_and_loads_local_jars(tmp_path) -> None:  # ty
     assert conf["spark.driver.bindAddress"] == "127.0.0.1"
     assert conf["spark.jars"] == f"{tmp_path / 'a.jar'},{tmp_path / 'b.jar'}"
     assert conf["spark.sql.shuffle.partitions"] == "3"
+    assert conf["spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled"] == "true"
     assert conf["a.b"] == "c"
     cluster = spark_conf(settings_for(tmp_path, spark={"master": "spark://h:7077"}), [])
     assert "spark.driver.bindAddress" not in cluster
