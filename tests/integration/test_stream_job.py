@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from pulsecast.analytics.sql import run_sql
 from pulsecast.bus import EventProducer, topic_name
@@ -309,8 +310,8 @@ def test_of_an_event_repeated_in_a_batch_silver_and_gold_hold_one_copy(
 ) -> None:
     """Copies of an event id that differ: silver keeps one, and gold aggregates that one.
 
-    Collected whole (a small batch), the first copy in the partition's order is kept; else Spark
-    keeps one of its choosing.
+    Collected whole (a small batch) or appended by Spark, the copy of the lowest offset is
+    kept, though the batch's records come newest first.
     """
     from pulsecast.stream.job import BatchWriter
 
@@ -323,14 +324,17 @@ def test_of_an_event_repeated_in_a_batch_silver_and_gold_hold_one_copy(
     ]
     writer = BatchWriter(spark, settings, stream, warehouse=None)
     writer.ensure_tables()
-    writer(kafka_batch(spark, stream, events), 0)
+    newest_first = kafka_batch(spark, stream, events).orderBy(F.col("offset").desc())
+    writer(newest_first.coalesce(1), 0)
 
     silver = run_sql(
         settings, f"SELECT event_id, temperature_c FROM silver_{stream} ORDER BY event_id"
     ).rows
-    assert [e for e, _ in silver] == ["a", "b", "c"]
-    if driver_commit_rows:
-        assert silver[0] == ("a", 10.0)
+    assert silver == [("a", 10.0), ("b", 20.0), ("c", 40.0)]
+    accepted = run_sql(
+        settings, f"SELECT sum(n) FROM batches_{stream} WHERE measure = 'accepted'"
+    ).rows
+    assert accepted == [(3,)]
     gold = run_sql(
         settings,
         f"SELECT count, mean FROM gold_{stream}_1m WHERE metric = 'temperature_c'",

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -95,12 +96,28 @@ def histogram(seconds: pa.Array) -> tuple[pa.Array, pa.Array]:
     return value, pc.cast(counts.field("counts"), pa.int64())
 
 
-def first_occurrences(ids: pa.Array) -> pa.Array:
-    """A mask of the first row of each distinct value of ``ids``."""
-    table = pa.table({"id": ids, "row": pa.array(np.arange(len(ids), dtype=np.int64))})
-    first = table.group_by("id", use_threads=False).aggregate([("row", "min")])["row_min"]
+def first_occurrences(
+    ids: pa.Array | pa.ChunkedArray, order: Sequence[pa.Array | pa.ChunkedArray] = ()
+) -> pa.Array:
+    """A mask of the first row of each distinct value of ``ids``.
+
+    Args:
+        ids: The values.
+        order: Columns that order the rows (the first, ascending, then the
+            next...), first among equal values being the earlier row; the rows'
+            own order when empty. The job orders copies of an event by Kafka
+            partition and offset, as Spark's deduplication does
+            (:func:`~pulsecast.stream.transforms.silver_rows`).
+    """
+    rows = np.arange(len(ids), dtype=np.int64)
+    if order:
+        keys = pa.table({f"k{i}": column for i, column in enumerate(order)})
+        rows = pc.sort_indices(keys, [(f"k{i}", "ascending") for i in range(len(order))])
+        rows = np.asarray(rows.to_numpy(), np.int64)
+    ranked = pa.table({"id": pc.take(ids, pa.array(rows)), "rank": np.arange(len(rows))})
+    first = ranked.group_by("id", use_threads=False).aggregate([("rank", "min")])["rank_min"]
     mask = np.zeros(len(ids), dtype=bool)
-    mask[first.to_numpy()] = True
+    mask[rows[first.to_numpy()]] = True
     return pa.array(mask)
 
 

@@ -90,6 +90,7 @@ from pulsecast.stream.scoring import (
     start_scoring,
 )
 from pulsecast.stream.transforms import (
+    DEAD_LETTER_INPUT,
     bronze_rows,
     bronze_rows_of_parsed,
     dead_letter_rows,
@@ -291,10 +292,12 @@ class BatchWriter:
                 watermark = self.watermark(batch_id)
                 marks = [("watermark", time.monotonic())]
                 carry = tuple(c for c in ("topic", "headers") if c in batch.columns)
-                # Cached before the watermark's judgement: a plan with no value that
-                # changes per batch, so Spark compiles its code once, not every batch.
-                parsed = parse_events(batch, self.stream, self.spec, carry=carry).persist()
-                cached.append(parsed)
+                parsed = parse_events(batch, self.stream, self.spec, carry=carry)
+                if not self._collects_whole(carry):
+                    # Later steps read the parse again. Cached before the watermark's
+                    # judgement: a plan with no value that changes per batch.
+                    parsed = parsed.persist()
+                    cached.append(parsed)
                 judged = self._judge(parsed, watermark)
                 # One pass (it fills the cache): every record's verdict, id and times,
                 # for the counts per reason, the newest event time and silver's ids;
@@ -305,6 +308,8 @@ class BatchWriter:
                 if whole is None:
                     verdict = judged.select(
                         "reason",
+                        "partition",
+                        "offset",
                         "event_id",
                         "event_time",
                         "ingest_time",
@@ -323,7 +328,14 @@ class BatchWriter:
                 counts = {r["values"]: r["counts"] for r in rejected.to_pylist()}
                 marks.append(("parse", time.monotonic()))
                 if counts:
-                    self._dead_letters(judged.where(F.col("reason").isNotNull()))
+                    invalid = (
+                        judged
+                        if whole is None
+                        else self.spark.createDataFrame(
+                            whole.filter(pc.invert(is_valid)).select(list(DEAD_LETTER_INPUT))
+                        )
+                    )
+                    self._dead_letters(invalid.where(F.col("reason").isNotNull()))
                     marks.append(("dlq", time.monotonic()))
                 # Bronze (for replay and audit) is appended while the rest goes on.
                 bronze: DataFrame | pa.Table
@@ -403,7 +415,8 @@ class BatchWriter:
                     valid_ids = pc.if_else(
                         is_valid, verdict["event_id"], pa.scalar(None, pa.string())
                     )
-                    written = pc.and_(written, first_occurrences(valid_ids))
+                    copies = first_occurrences(valid_ids, [verdict["partition"], verdict["offset"]])
+                    written = pc.and_(written, copies)
                 stats_rows = batch_stats_rows(
                     verdict,
                     batch_id=batch_id,
@@ -545,6 +558,16 @@ class BatchWriter:
         self._written[tag] = batch_id
         return True
 
+    def _collects_whole(self, carry: tuple[str, ...]) -> bool:
+        """Whether a batch's parse is collected whole (see :meth:`_collect_whole`).
+
+        Then no later step reads the parse again, and it is not cached: a
+        batch collected whole that turns out too large for the driver reads
+        its records from Kafka again for Spark's appends.
+        """
+        limit = self.settings.stream.driver_commit_rows
+        return "topic" in carry and self.settings.stream.max_offsets_per_trigger <= limit
+
     def _collect_whole(self, judged: DataFrame, batch_id: int) -> tuple[pa.Table | None, bool]:
         """Every column of a small batch's judged parse as Arrow, or None.
 
@@ -558,7 +581,7 @@ class BatchWriter:
         headers are replaced by the correlation ids they carry.
         """
         limit = self.settings.stream.driver_commit_rows
-        if self.settings.stream.max_offsets_per_trigger > limit:
+        if not self._collects_whole(("topic",)):
             return None, False
         columns = [c for c in judged.columns if c != "kafka_headers"]
         whole = self._collect(
@@ -673,7 +696,8 @@ class BatchWriter:
         repeats = ids is None
         if valid_rows is not None:
             if repeats:
-                valid_rows = valid_rows.filter(first_occurrences(valid_rows["event_id"]))
+                order = [valid_rows["partition"], valid_rows["offset"]]
+                valid_rows = valid_rows.filter(first_occurrences(valid_rows["event_id"], order))
             ids = valid_rows.select(["event_id", "event_time"])
             rows = silver_rows(valid, self.spec, batch_id, unique=True)
         elif ids is None:
@@ -692,10 +716,8 @@ class BatchWriter:
             if valid_rows is not None:
                 valid_rows = valid_rows.filter(pc.invert(repeated))
         silver = None
-        if valid_rows is not None:
+        if valid_rows is not None:  # gold aggregates these rows, the copy silver holds
             silver = silver_of_parse(valid_rows, self.spec, batch_id)
-            if repeats:  # gold aggregates the copy silver holds, not any copy Spark keeps
-                fresh = self.spark.createDataFrame(_nullable(silver), schema=rows.schema)
         seen = pa.concat_tables([seen, ids.cast(seen.schema)])
         horizon = self._final_before()
         if horizon is not None:

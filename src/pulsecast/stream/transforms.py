@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 _T = TypeVar("_T")
 
 __all__ = [
+    "DEAD_LETTER_INPUT",
     "bronze_rows",
     "bronze_rows_of_parsed",
     "dead_letter_rows",
@@ -371,6 +372,11 @@ def silver_rows(
 ) -> DataFrame:
     """Validated, typed events, one per event id, with their partition columns.
 
+    Of the copies of an event id, the one with the lowest Kafka partition,
+    then offset, is kept, whichever task reads it: a replayed batch keeps the
+    same copy, and so does the job's Arrow path
+    (:func:`~pulsecast.stream.batch_stats.first_occurrences`).
+
     Args:
         valid: Valid rows of :func:`parse_events`.
         spec: The stream's schema.
@@ -378,7 +384,14 @@ def silver_rows(
         unique: The caller knows no event id repeats in ``valid``: skip the
             deduplication (a shuffle).
     """
-    events = valid if unique else valid.dropDuplicates(["event_id"])
+    events = valid
+    if not unique:
+        copies = Window.partitionBy("event_id").orderBy("partition", "offset")
+        events = (
+            valid.withColumn("_copy", F.row_number().over(copies))
+            .where(F.col("_copy") == 1)
+            .drop("_copy")
+        )
     before, after = _once(_silver_columns, spec)
     return events.select(*before, F.lit(batch_id).cast("long").alias("batch_id"), *after)
 
@@ -397,8 +410,18 @@ def _silver_columns(spec: StreamSpec) -> tuple[list[Column], list[Column]]:
     return before, after
 
 
+#: The columns of the parse that :func:`dead_letter_rows` reads.
+DEAD_LETTER_INPUT = ("kafka_key", "raw_value", "reason", "field", "message")
+
+
 def dead_letter_rows(invalid: DataFrame, stream: str, *, source: str = "stream") -> DataFrame:
-    """Kafka records for ``<stream>.dlq``: the value as received, the reason in headers."""
+    """Kafka records for ``<stream>.dlq``: the value as received, the reason in headers.
+
+    Args:
+        invalid: Rows with the columns :data:`DEAD_LETTER_INPUT`.
+        stream: The stream.
+        source: Written into the ``pulsecast.source`` header.
+    """
     return invalid.select(*_once(_dead_letter_columns, stream, source))
 
 

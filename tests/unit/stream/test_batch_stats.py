@@ -68,6 +68,15 @@ def test_first_occurrences_marks_the_first_row_of_each_id() -> None:
     assert mask.to_pylist() == [True, True, False, True, True, False, False]
 
 
+def test_first_occurrences_in_an_order_mark_each_ids_first_row_in_it() -> None:
+    ids = pa.array(["a", "b", "a", "a", "b"])
+    partitions = pa.array([1, 0, 0, 0, 0])
+    offsets = pa.array([5, 9, 7, 3, 2])
+    mask = first_occurrences(ids, [partitions, offsets])
+    assert mask.to_pylist() == [False, False, False, True, True]
+    assert first_occurrences(ids, [partitions]).to_pylist() == [False, True, True, False, False]
+
+
 def test_batch_rows_count_each_outcome_per_kafka_minute() -> None:
     table = verdict(
         [

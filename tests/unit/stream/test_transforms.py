@@ -185,6 +185,22 @@ def test_silver_rows_drop_duplicate_ids_and_add_partitions(spark: SparkSession, 
     assert silver[0]["batch_id"] == 7
 
 
+def test_silver_rows_keep_the_copy_of_the_lowest_partition_and_offset(
+    spark: SparkSession,
+    telemetry,  # type: ignore[no-untyped-def]
+) -> None:
+    values = [event(p_temperature_c=t) for t in (10.0, 20.0, 30.0)]
+    records = kafka_rows(spark, values).withColumn(
+        "partition", F.when(F.col("offset") == 0, 1).otherwise(0)
+    )
+    # Read newest first, the copy at partition 0, offset 1 is still the one kept.
+    newest_first = records.orderBy(F.col("offset").desc()).coalesce(1)
+    parsed = parse_events(newest_first, "telemetry", telemetry)
+    silver = silver_rows(parsed, telemetry, batch_id=0).collect()
+    assert [(r["kafka_partition"], r["kafka_offset"]) for r in silver] == [(0, 1)]
+    assert silver[0]["temperature_c"] == 20.0
+
+
 def test_a_payload_field_called_value_is_not_the_kafka_value(spark: SparkSession) -> None:
     series = Settings().streams["series"]  # NAB replays: {"series_id": ..., "value": ...}
     record = {
