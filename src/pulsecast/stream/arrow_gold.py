@@ -76,7 +76,8 @@ def pane_partials_of(
     base = pa.table({"key": rows["key"], "pane_start": _stamps(micros - np.mod(micros, step))})
     parts = []
     for name in fields:
-        values = pc.cast(rows[name], pa.float64())
+        # Unchecked, as Spark's cast: an int beyond 2**53 rounds to the nearest double.
+        values = pc.cast(rows[name], pa.float64(), safe=False)
         present = base.append_column("v", values).filter(pc.is_valid(values))
         if present.num_rows == 0:
             continue
@@ -148,13 +149,7 @@ def windows_of_panes(
     table, bounds, merged = _merge(pa.concat_tables(copies), "w")
     start = table["w"].to_numpy()[bounds[:-1]]
     n = merged["n"]
-    quantiles = np.array(
-        [
-            kll_doubles_sketch.deserialize(s).get_quantiles([0.5, 0.95], inclusive=True)
-            for s in merged["sketches"]
-        ],
-        np.float64,
-    )
+    quantiles = [_quantiles(s) for s in merged["sketches"]]
     with np.errstate(invalid="ignore", divide="ignore"):
         stddev = np.sqrt(np.maximum(merged["m2"], 0.0) / (n - 1))
     firsts = pa.array(bounds[:-1])
@@ -168,8 +163,8 @@ def windows_of_panes(
         "min": pa.array(merged["low"], pa.float64()),
         "max": pa.array(merged["high"], pa.float64()),
         "stddev": pa.array(stddev, pa.float64(), mask=n <= 1),
-        "p50": pa.array(quantiles[:, 0], pa.float64()),
-        "p95": pa.array(quantiles[:, 1], pa.float64()),
+        "p50": pa.array([q[0] for q in quantiles], pa.float64()),
+        "p95": pa.array([q[1] for q in quantiles], pa.float64()),
     }
     return pa.table(columns, schema=WINDOW_SCHEMA)
 
@@ -269,6 +264,14 @@ def _merged_sketch(serialized: list[bytes]) -> bytes:
     for one in serialized:
         sketch.merge(kll_doubles_sketch.deserialize(one))
     return bytes(sketch.serialize())
+
+
+def _quantiles(serialized: bytes) -> list[float | None]:
+    """p50 and p95 of a sketch (inclusive, as Spark's); none of a sketch of NaNs only."""
+    sketch = kll_doubles_sketch.deserialize(serialized)
+    if sketch.is_empty():
+        return [None, None]
+    return list(sketch.get_quantiles([0.5, 0.95], inclusive=True))
 
 
 def _micros(stamps: pa.ChunkedArray | pa.Array) -> np.ndarray:

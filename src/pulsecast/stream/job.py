@@ -305,6 +305,12 @@ class BatchWriter:
                 whole, by_spark = (
                     self._collect_whole(judged, batch_id) if "topic" in carry else (None, False)
                 )
+                if whole is None and not cached:
+                    # Collected whole, it was too large for the driver: the steps
+                    # below read the parse several times, from one more read of Kafka.
+                    parsed = parsed.persist()
+                    cached.append(parsed)
+                    judged = self._judge(parsed, watermark)
                 if whole is None:
                     verdict = judged.select(
                         "reason",
@@ -376,14 +382,14 @@ class BatchWriter:
                         repeats = True
                     valid = judged.where(F.col("reason").isNull())
                     valid_rows = None if whole is None else whole.filter(is_valid)
-                    fresh, fresh_ids, silver = self._silver(
+                    fresh, fresh_ids = self._silver(
                         valid, batch_id, watermark, ids, cached, valid_rows=valid_rows
                     )
                     silver_uri = self.tables.silver(self.stream)
                     appends.append(
                         _Background(
                             self._append,
-                            fresh if silver is None else silver,
+                            fresh,
                             "silver",
                             silver_uri,
                             batch_id,
@@ -392,9 +398,7 @@ class BatchWriter:
                         )
                     )
                     marks.append(("silver", time.monotonic()))
-                    gold, entities = self._gold(
-                        fresh, batch_id, watermark, events=valid_count, rows=silver
-                    )
+                    gold, entities = self._gold(fresh, batch_id, watermark, events=valid_count)
                     marks.append(("gold", time.monotonic()))
                     gold_at = time.time()
                     if self.warehouse is not None:
@@ -662,15 +666,15 @@ class BatchWriter:
         cached: list[DataFrame],
         *,
         valid_rows: pa.Table | None = None,
-    ) -> tuple[DataFrame, pa.Array, pa.Table | None]:
+    ) -> tuple[DataFrame | pa.Table, pa.Array]:
         """The batch's events that no earlier batch wrote, for silver.
 
         A valid event is not older than the watermark, so only an event of
         an earlier batch that is not older either can be its duplicate. The
         ids and event times of those stay in memory as Arrow between batches
         (read from silver only after a start or a failure): the batch's ids
-        are checked against them in bulk, and only duplicates go back to
-        Spark to be dropped. Judging against earlier batches only makes a
+        are checked against them in bulk, and the duplicates are dropped in
+        Arrow (a collected batch) or by Spark. Judging against earlier batches only makes a
         replayed batch select the same events; the caller's append is
         idempotent per batch id.
 
@@ -680,26 +684,26 @@ class BatchWriter:
             watermark: The watermark it is judged by.
             ids: The valid rows' ``event_id`` and ``event_time`` when no id
                 repeats among them (the usual case: no deduplication within
-                the batch); None to deduplicate (keeping the first of each
-                id, in Arrow, with ``valid_rows``; else Spark keeps one).
+                the batch); None to deduplicate (keeping each id's copy of the
+                lowest Kafka partition and offset, in Arrow with
+                ``valid_rows``, else in Spark).
             cached: The batch's cached frames (unpersisted when it ends): the
                 deduplicated rows join them when persisted.
             valid_rows: The valid rows, collected (a small batch): silver's
                 rows are then shaped in Arrow.
 
         Returns:
-            The batch's silver rows that are fresh, for gold; their event
-            ids; and the same rows as Arrow, to append, when ``valid_rows``
-            was given (else None: the append collects or writes the frame).
+            The batch's silver rows that are fresh, for the append and gold:
+            Arrow when ``valid_rows`` was given, else a DataFrame (the append
+            collects or writes it); and their event ids.
         """
         uri = self.tables.silver(self.stream)
-        repeats = ids is None
+        rows: DataFrame | None = None
         if valid_rows is not None:
-            if repeats:
+            if ids is None:
                 order = [valid_rows["partition"], valid_rows["offset"]]
                 valid_rows = valid_rows.filter(first_occurrences(valid_rows["event_id"], order))
             ids = valid_rows.select(["event_id", "event_time"])
-            rows = silver_rows(valid, self.spec, batch_id, unique=True)
         elif ids is None:
             rows = silver_rows(valid, self.spec, batch_id).persist()
             cached.append(rows)
@@ -708,22 +712,20 @@ class BatchWriter:
             rows = silver_rows(valid, self.spec, batch_id, unique=True)
         seen = self._ids_in_memory(uri, batch_id, watermark, ids.schema)
         repeated = pc.is_in(ids["event_id"], value_set=seen["event_id"])
-        fresh = rows
         if pc.any(repeated).as_py():
-            duplicates = self.spark.createDataFrame(ids.filter(repeated).select(["event_id"]))
-            fresh = rows.join(F.broadcast(duplicates), "event_id", "left_anti")
-            ids = ids.filter(pc.invert(repeated))
-            if valid_rows is not None:
+            if rows is not None:
+                duplicates = self.spark.createDataFrame(ids.filter(repeated).select(["event_id"]))
+                rows = rows.join(F.broadcast(duplicates), "event_id", "left_anti")
+            elif valid_rows is not None:
                 valid_rows = valid_rows.filter(pc.invert(repeated))
-        silver = None
-        if valid_rows is not None:  # gold aggregates these rows, the copy silver holds
-            silver = silver_of_parse(valid_rows, self.spec, batch_id)
+            ids = ids.filter(pc.invert(repeated))
         seen = pa.concat_tables([seen, ids.cast(seen.schema)])
         horizon = self._final_before()
         if horizon is not None:
             seen = seen.filter(pc.greater_equal(seen["event_time"], _instant(horizon)))
         self._recent_ids = seen
-        return fresh, ids["event_id"], silver
+        fresh = silver_of_parse(valid_rows, self.spec, batch_id) if rows is None else rows
+        return fresh, ids["event_id"]
 
     def _ids_in_memory(
         self, uri: str, batch_id: int, after: datetime | None, schema: pa.Schema
@@ -740,18 +742,12 @@ class BatchWriter:
         return self._recent_ids
 
     def _gold(
-        self,
-        fresh: DataFrame,
-        batch_id: int,
-        watermark: datetime | None,
-        *,
-        events: int,
-        rows: pa.Table | None = None,
+        self, fresh: DataFrame | pa.Table, batch_id: int, watermark: datetime | None, *, events: int
     ) -> tuple[list[tuple[Any, ...]], int]:
         """Append the batch's pane partials, then remerge every window they touch.
 
-        A batch collected in the driver (``rows``: its fresh silver rows) is
-        aggregated into pane partials and its windows merged in Arrow
+        A batch collected in the driver (``fresh``, its fresh silver rows, is
+        Arrow) is aggregated into pane partials and its windows merged in Arrow
         (:mod:`pulsecast.stream.arrow_gold`). A larger one is aggregated by
         Spark (one job), which merges the partials of every touched window,
         all windows at once (one job); both results are small and come back
@@ -765,9 +761,10 @@ class BatchWriter:
         and the number of keys the batch's events have.
         """
         pane_schema, gold_schema = self._arrow_schemas
-        if rows is not None:
+        in_driver = isinstance(fresh, pa.Table)
+        if in_driver:
             new = pane_partials_of(
-                rows, numeric_fields(self.spec), self.pane_s, batch_id, pane_schema
+                fresh, numeric_fields(self.spec), self.pane_s, batch_id, pane_schema
             )
         else:
             # At most ``events`` rows: in one partition when few (_ONE_PARTITION_EVENTS).
@@ -792,7 +789,7 @@ class BatchWriter:
             # Each pane holds a partial per batch that had its events: fold them into
             # one, kept in memory instead, so what the windows' merge reads stops
             # growing with the batches a pane spans (the pane table keeps them all).
-            if rows is not None:
+            if in_driver:
                 needed = _nullable(fold_panes_of(needed, pane_schema))
             else:
                 panes = self.spark.createDataFrame(needed, schema=self._pane_frame_schema)
@@ -803,7 +800,7 @@ class BatchWriter:
         # Every window the batch touched is rebuilt for every key it touched
         # (a rectangle: each window's rows are then replaced by predicate).
         touched = {w.name: window_starts(pane_starts, w) for w in self.windows}
-        if rows is not None:
+        if in_driver:
             gold = pa.concat_tables(
                 [
                     self._gold_of_panes(needed, w, touched[w.name], final_before)
@@ -1240,6 +1237,7 @@ class StreamJob:
         except StreamJobError as exc:
             log.error("%s; %s goes on without live scoring", exc, stream)
             del self.score_queries[stream]
+            self.scorers[stream].close()
 
     def _restart_query(
         self,
@@ -1346,13 +1344,15 @@ class StreamJob:
 
     def stop(self) -> None:
         """Stop every query (a batch in progress completes first)."""
-        for query in [*self.queries.values(), *self.score_queries.values()]:
-            if query.isActive:
-                query.stop()
+        try:
+            for query in [*self.queries.values(), *self.score_queries.values()]:
+                if query.isActive:
+                    query.stop()
+        finally:
+            for scorer in self.scorers.values():
+                scorer.close()
         self.queries.clear()
         self.score_queries.clear()
-        for scorer in self.scorers.values():
-            scorer.close()
         if self._listener is not None:
             self.spark.streams.removeListener(self._listener)
             self._listener = None

@@ -10,7 +10,7 @@ import pytest
 from datasketches import kll_doubles_sketch
 from pyspark.sql import DataFrame, SparkSession
 
-from pulsecast.config import WindowSpec
+from pulsecast.config import FieldSpec, StreamSpec, WindowSpec
 from pulsecast.stream.arrow_gold import fold_panes_of, pane_partials_of, windows_of_panes
 from pulsecast.stream.transforms import (
     fold_panes,
@@ -56,6 +56,8 @@ def by(table: pa.Table, columns: list[str]) -> dict[tuple[object, ...], dict[str
 def summary(sketch: bytes) -> tuple[object, ...]:
     """What a KLL sketch answers (its bytes may order the same values differently)."""
     kll = kll_doubles_sketch.deserialize(bytes(sketch))
+    if kll.is_empty():
+        return (0,)
     return kll.n, kll.get_quantiles([0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 1.0])
 
 
@@ -63,10 +65,10 @@ def same_numbers(got: dict[str, object], want: dict[str, object], exact: tuple[s
     for name, value in want.items():
         if name == "sketch":
             assert summary(got[name]) == summary(value)  # type: ignore[arg-type]
+        elif isinstance(value, float) and math.isnan(value):
+            assert math.isnan(got[name]), name  # type: ignore[arg-type]
         elif name in exact or not isinstance(value, float):
             assert got[name] == value, name
-        elif math.isnan(value):
-            assert math.isnan(got[name]), name  # type: ignore[arg-type]
         else:
             assert got[name] == pytest.approx(value, rel=1e-12, abs=1e-9), name
 
@@ -160,3 +162,37 @@ def test_quantiles_of_large_panes_stay_close_to_sparks(spark: SparkSession, tele
         spread = theirs[key]["max"] - theirs[key]["min"]
         for q in ("p50", "p95"):
             assert abs(mine[key][q] - theirs[key][q]) <= 0.05 * spread, (key, q)
+
+
+def test_int_fields_and_nan_readings_aggregate_as_in_spark(spark: SparkSession) -> None:
+    """Ints beyond 2**53 round as Spark's cast; a pane of NaNs only has no quantiles."""
+    spec = StreamSpec(
+        key_field="entity_id",
+        fields={
+            "entity_id": FieldSpec(type="str"),
+            "count": FieldSpec(type="int"),
+            "level": FieldSpec(type="float"),
+        },
+    )
+    at = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+    rows = pa.table(
+        {
+            "key": ["m-1", "m-1", "m-2"],
+            "event_time": pa.array([at, at, at], pa.timestamp("us", tz="UTC")),
+            "count": pa.array([2**53 + 1, 3, 7], pa.int64()),
+            "level": [float("nan"), float("nan"), 1.5],
+        }
+    )
+    frame = pane_partials(spark.createDataFrame(rows), spec, 60, 0)
+    want = frame.toArrow()
+    got = pane_partials_of(rows, numeric_fields(spec), 60, 0, want.schema)
+    mine, theirs = by(got, PANE_ID), by(want, PANE_ID)
+    assert mine.keys() == theirs.keys()
+    for pane, row in theirs.items():
+        same_numbers(mine[pane], row, exact=("n", "min", "max", "pane_date", "batch_id"))
+    assert mine[("m-1", "count", at)]["max"] == float(2**53)
+    windows = by(windows_of_panes(got, TUMBLING), WINDOW_ID)
+    nans = windows[("m-1", "level", at)]
+    assert nans["count"] == 2 and math.isnan(nans["mean"])
+    assert (nans["p50"], nans["p95"]) == (None, None)
+    assert windows[("m-2", "level", at)]["p95"] == 1.5
