@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
+import pytest
+from confluent_kafka import KafkaException
 from pyspark.sql import SparkSession
 
 from pulsecast.analytics.sql import run_sql
@@ -14,6 +16,7 @@ from pulsecast.bus import EventProducer, topic_name
 from pulsecast.bus.consumer import read_since
 from pulsecast.config import Settings
 from pulsecast.stream.job import StreamJob
+from pulsecast.stream.scoring import ScoreWriter
 from pulsecast.testing import telemetry_event
 
 from .conftest import StreamFactory, job_settings
@@ -121,3 +124,41 @@ def test_live_scores_flag_spikes_and_the_detector_state_survives_a_restart(
     assert {r.key for r in published} == {"m-0", "m-1"}
     predictions = read_since(settings, topic_name(stream, "predictions"), {0: 0})
     assert len(predictions) == len(KEYS) * series * 20
+
+
+def test_scores_are_published_through_one_producer_renewed_after_a_failure(
+    stream_factory: StreamFactory, tmp_path: Path
+) -> None:
+    base, stream = stream_factory()
+    writer = ScoreWriter(scoring_settings(base, tmp_path), stream, warehouse=None)
+    score = {
+        "key": "m-0",
+        "metric": "temperature_c",
+        "window_start": T0,
+        "window_end": T0 + timedelta(minutes=1),
+        "value": 50.0,
+        "count": 6,
+        "score": 0.9,
+        "flagged": True,
+        "forecast": None,
+        "horizon_min": None,
+        "model_version": None,
+    }
+    writer._publish([score])
+    first = writer._producer
+    writer._publish([score])
+    assert first is not None and writer._producer is first  # one producer for every batch
+
+    # A message the client refuses (beyond message.max.bytes): the batch fails and
+    # its producer is shut; the next batch gets a new one.
+    with pytest.raises(KafkaException):
+        writer._publish([{**score, "key": "k" * (2 << 20)}])
+    assert writer._producer is None
+    writer._publish([score])
+    assert writer._producer is not None and writer._producer is not first
+    writer.close()
+    assert writer._producer is None
+
+    settings = writer.settings
+    assert len(read_since(settings, topic_name(stream, "predictions"), {0: 0})) == 3
+    assert len(read_since(settings, topic_name(stream, "alerts"), {0: 0})) == 3
