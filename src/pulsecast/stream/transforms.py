@@ -548,7 +548,11 @@ def _window_columns(window: WindowSpec) -> tuple[list[Column], list[Column]]:
     """:func:`windows_from_panes`' columns: the panes placed in windows, and the result."""
     slide = f"{window.slide_s or window.size_s} seconds"
     win = F.window("pane_start", f"{window.size_s} seconds", slide)
-    quantiles = F.kll_sketch_get_quantile_double("sketch", F.array(F.lit(0.5), F.lit(0.95)))
+    # A sketch of NaN readings only is empty, and has no quantiles (asking raises).
+    quantiles = F.when(
+        F.kll_sketch_get_n_double("sketch") > 0,
+        F.kll_sketch_get_quantile_double("sketch", F.array(F.lit(0.5), F.lit(0.95))),
+    )
     merged = [
         F.col("key"),
         F.col("w.start").alias("window_start"),
