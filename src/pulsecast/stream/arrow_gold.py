@@ -35,6 +35,7 @@ import pyarrow.compute as pc
 from datasketches import kll_doubles_sketch
 
 from pulsecast.config import WindowSpec
+from pulsecast.stream.batch_stats import epoch_micros
 
 __all__ = ["KLL_K", "WINDOW_SCHEMA", "fold_panes_of", "pane_partials_of", "windows_of_panes"]
 
@@ -275,8 +276,8 @@ def _quantiles(serialized: bytes) -> list[float | None]:
 
 
 def _micros(stamps: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """Instants as microseconds since the epoch (UTC)."""
-    return np.asarray(pc.cast(pc.cast(stamps, _UTC), pa.int64()).to_numpy(), np.int64)
+    """Instants as microseconds since the epoch, in NumPy."""
+    return np.asarray(epoch_micros(stamps).to_numpy(), np.int64)
 
 
 def _micros_of(moment: datetime) -> int:

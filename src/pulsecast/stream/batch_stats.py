@@ -51,6 +51,7 @@ __all__ = [
     "RELATIVE_ACCURACY",
     "BatchStatsWriter",
     "batch_stats_rows",
+    "epoch_micros",
     "first_occurrences",
     "histogram",
 ]
@@ -121,7 +122,7 @@ def first_occurrences(
     return pa.array(mask)
 
 
-def _micros(times: pa.ChunkedArray | pa.Array) -> pa.Array:
+def epoch_micros(times: pa.ChunkedArray | pa.Array) -> pa.Array:
     """Timestamps as microseconds since the epoch (whatever their unit or zone)."""
     return pc.cast(pc.cast(times, pa.timestamp("us", tz="UTC")), pa.int64())
 
@@ -179,7 +180,7 @@ def batch_stats_rows(
         newest_before: The newest event time of the batches before (None: none).
         entities: Distinct keys among the events written.
     """
-    kafka_us = _micros(verdict["kafka_timestamp"])
+    kafka_us = epoch_micros(verdict["kafka_timestamp"])
     minute_us = pc.multiply(pc.divide(kafka_us, 60 * _US), 60 * _US)  # integer division
     minutes = pc.cast(minute_us, pa.int64())
     valid = pc.is_null(verdict["reason"])
@@ -199,15 +200,20 @@ def batch_stats_rows(
         parts.append(_counts(minutes.filter(rejected), outcome.filter(rejected), "rejected"))
     accepted = verdict.filter(written)
     if accepted.num_rows:
-        event_us = _micros(accepted["event_time"])
+        event_us = epoch_micros(accepted["event_time"])
         if newest_before is not None:
-            before = _micros(pa.array([newest_before.astimezone(UTC)], pa.timestamp("us", "UTC")))
+            before = epoch_micros(
+                pa.array([newest_before.astimezone(UTC)], pa.timestamp("us", "UTC"))
+            )
             late = pc.less(event_us, before[0])
             if pc.any(late).as_py():
                 parts.append(_counts(minutes.filter(written).filter(late), None, "out_of_order"))
         parts.append(_per_batch("entities", [None], [entities]))
         end_us = round(written_at.timestamp() * _US)
-        for measure, column in (("lag", event_us), ("pipeline", _micros(accepted["ingest_time"]))):
+        for measure, column in (
+            ("lag", event_us),
+            ("pipeline", epoch_micros(accepted["ingest_time"])),
+        ):
             seconds = pc.divide(pc.cast(pc.subtract(end_us, column), pa.float64()), float(_US))
             value, n = histogram(seconds)
             parts.append(_per_batch(measure, value, n))

@@ -293,7 +293,7 @@ class BatchWriter:
                 marks = [("watermark", time.monotonic())]
                 carry = tuple(c for c in ("topic", "headers") if c in batch.columns)
                 parsed = parse_events(batch, self.stream, self.spec, carry=carry)
-                if not self._collects_whole(carry):
+                if not ("topic" in carry and self._collects_whole()):
                     # Later steps read the parse again. Cached before the watermark's
                     # judgement: a plan with no value that changes per batch.
                     parsed = parsed.persist()
@@ -562,15 +562,15 @@ class BatchWriter:
         self._written[tag] = batch_id
         return True
 
-    def _collects_whole(self, carry: tuple[str, ...]) -> bool:
-        """Whether a batch's parse is collected whole (see :meth:`_collect_whole`).
+    def _collects_whole(self) -> bool:
+        """Whether batches (of Kafka records) are collected whole (see :meth:`_collect_whole`).
 
         Then no later step reads the parse again, and it is not cached: a
-        batch collected whole that turns out too large for the driver reads
-        its records from Kafka again for Spark's appends.
+        batch that turns out too large for the driver reads its records from
+        Kafka once more, and caches them then.
         """
         limit = self.settings.stream.driver_commit_rows
-        return "topic" in carry and self.settings.stream.max_offsets_per_trigger <= limit
+        return self.settings.stream.max_offsets_per_trigger <= limit
 
     def _collect_whole(self, judged: DataFrame, batch_id: int) -> tuple[pa.Table | None, bool]:
         """Every column of a small batch's judged parse as Arrow, or None.
@@ -585,7 +585,7 @@ class BatchWriter:
         headers are replaced by the correlation ids they carry.
         """
         limit = self.settings.stream.driver_commit_rows
-        if not self._collects_whole(("topic",)):
+        if not self._collects_whole():
             return None, False
         columns = [c for c in judged.columns if c != "kafka_headers"]
         whole = self._collect(
