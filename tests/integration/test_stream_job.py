@@ -109,6 +109,8 @@ def test_stream_job_bronze_silver_gold_warehouse_and_dlq(
     stats = StreamJob(spark, settings, streams=[stream]).run(until_idle=True, max_seconds=240)
     assert stats[stream].valid == 130
     assert stats[stream].rejected == {"malformed_json": 1, "out_of_range": 1}
+    # The malformed record's span (its whole batch, in so small a one) was parsed by Spark.
+    assert 0 < stats[stream].parsed_by_spark <= 132
 
     # Late data: an event older than the watermark (newest 12:01:56 - 60 s lateness).
     late = telemetry_event("m-0", when=T0, event_id="late-1")
@@ -116,6 +118,7 @@ def test_stream_job_bronze_silver_gold_warehouse_and_dlq(
         producer.send(stream, [late])
     stats = StreamJob(spark, settings, streams=[stream]).run(until_idle=True, max_seconds=240)
     assert stats[stream].rejected == {"late": 1}
+    assert stats[stream].parsed_by_spark == 0  # parsed in the driver, with Arrow
 
     silver = run_sql(settings, f"SELECT count(*), count(DISTINCT event_id) FROM silver_{stream}")
     assert silver.rows == [(120, 120)]

@@ -79,6 +79,7 @@ from pulsecast.monitoring.stream_metrics import (
 )
 from pulsecast.security.lake_crypto import LakeCrypto
 from pulsecast.stream.arrow_gold import fold_panes_of, pane_partials_of, windows_of_panes
+from pulsecast.stream.arrow_parse import RAW_COLUMNS, judge_late, parse_records
 from pulsecast.stream.arrow_rows import bronze_of_parse, silver_of_parse
 from pulsecast.stream.batch_stats import BatchStatsWriter, batch_stats_rows, first_occurrences
 from pulsecast.stream.errors import StreamJobError
@@ -157,6 +158,8 @@ class JobStats:
     records: int = 0
     valid: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
+    #: Records Spark parsed: those of a batch too large for the driver, and spans Arrow refused.
+    parsed_by_spark: int = 0
     gold_rows: int = 0
     scored: int = 0
     flagged: int = 0
@@ -176,6 +179,7 @@ class JobStats:
             "records": self.records,
             "valid": self.valid,
             "rejected": dict(self.rejected),
+            "parsed_by_spark": self.parsed_by_spark,
             "gold_rows": self.gold_rows,
             "scored": self.scored,
             "flagged": self.flagged,
@@ -221,6 +225,7 @@ class BatchWriter:
         self._written: dict[str, int] = {}  # newest batch id each sink holds, read once
         self._recent_panes: pa.Table | None = None  # partials later batches may need
         self._recent_ids: pa.Table | None = None  # events later duplicates may repeat
+        self._parse_schemas: dict[tuple[str, ...], pa.Schema] = {}  # by the columns carried
         #: The lake's encryption (None: plaintext), for the tables committed from here.
         self.crypto = LakeCrypto.from_settings(settings)
         self.batch_stats = BatchStatsWriter(self.tables.batches(stream), stream, crypto=self.crypto)
@@ -292,26 +297,23 @@ class BatchWriter:
                 watermark = self.watermark(batch_id)
                 marks = [("watermark", time.monotonic())]
                 carry = tuple(c for c in ("topic", "headers") if c in batch.columns)
-                parsed = parse_events(batch, self.stream, self.spec, carry=carry)
-                if not ("topic" in carry and self._collects_whole()):
-                    # Later steps read the parse again. Cached before the watermark's
-                    # judgement: a plan with no value that changes per batch.
-                    parsed = parsed.persist()
-                    cached.append(parsed)
-                judged = self._judge(parsed, watermark)
-                # One pass (it fills the cache): every record's verdict, id and times,
-                # for the counts per reason, the newest event time and silver's ids;
-                # in a small batch every column, which bronze and silver are shaped of.
-                whole, by_spark = (
-                    self._collect_whole(judged, batch_id) if "topic" in carry else (None, False)
+                # A small batch's records are collected and parsed in the driver (one
+                # pass): every record's verdict, id and times, for the counts per reason,
+                # the newest event time and silver's ids, and every column, which bronze
+                # and silver are shaped of.
+                whole, by_spark, parsed_by_spark = (
+                    self._collect_whole(batch, carry, watermark, batch_id)
+                    if "topic" in carry
+                    else (None, False, 0)
                 )
-                if whole is None and not cached:
-                    # Collected whole, it was too large for the driver: the steps
-                    # below read the parse several times, from one more read of Kafka.
-                    parsed = parsed.persist()
+                if whole is None:
+                    # Later steps read the parse again: it is cached, before the
+                    # watermark's judgement (a plan with no value that changes per batch).
+                    # A batch collected whole that turned out too large for the driver
+                    # reads its records from Kafka once more for it.
+                    parsed = parse_events(batch, self.stream, self.spec, carry=carry).persist()
                     cached.append(parsed)
                     judged = self._judge(parsed, watermark)
-                if whole is None:
                     verdict = judged.select(
                         "reason",
                         "partition",
@@ -327,6 +329,8 @@ class BatchWriter:
                 records = verdict.num_rows
                 if records == 0:
                     return
+                if whole is None:
+                    parsed_by_spark = records
                 is_valid = pc.is_null(verdict["reason"])
                 accepted = verdict.filter(is_valid)
                 valid_count = accepted.num_rows
@@ -335,13 +339,13 @@ class BatchWriter:
                 marks.append(("parse", time.monotonic()))
                 if counts:
                     invalid = (
-                        judged
+                        judged.where(F.col("reason").isNotNull())
                         if whole is None
                         else self.spark.createDataFrame(
                             whole.filter(pc.invert(is_valid)).select(list(DEAD_LETTER_INPUT))
                         )
                     )
-                    self._dead_letters(invalid.where(F.col("reason").isNotNull()))
+                    self._dead_letters(invalid)
                     marks.append(("dlq", time.monotonic()))
                 # Bronze (for replay and audit) is appended while the rest goes on.
                 bronze: DataFrame | pa.Table
@@ -380,11 +384,12 @@ class BatchWriter:
                     if pc.count_distinct(ids["event_id"]).as_py() < valid_count:
                         ids = None  # the batch repeats an event id: one copy is kept
                         repeats = True
-                    valid = judged.where(F.col("reason").isNull())
-                    valid_rows = None if whole is None else whole.filter(is_valid)
-                    fresh, fresh_ids = self._silver(
-                        valid, batch_id, watermark, ids, cached, valid_rows=valid_rows
+                    valid: DataFrame | pa.Table = (
+                        judged.where(F.col("reason").isNull())
+                        if whole is None
+                        else whole.filter(is_valid)
                     )
+                    fresh, fresh_ids = self._silver(valid, batch_id, watermark, ids, cached)
                     silver_uri = self.tables.silver(self.stream)
                     appends.append(
                         _Background(
@@ -438,6 +443,7 @@ class BatchWriter:
                 self.stats.records += records
                 self.stats.valid += valid_count
                 self.stats.rejected.update(counts)
+                self.stats.parsed_by_spark += parsed_by_spark
                 record_batch(
                     self.stream,
                     records=records,
@@ -562,50 +568,76 @@ class BatchWriter:
         self._written[tag] = batch_id
         return True
 
-    def _collects_whole(self) -> bool:
-        """Whether batches (of Kafka records) are collected whole (see :meth:`_collect_whole`).
+    def _collect_whole(
+        self, batch: DataFrame, carry: tuple[str, ...], watermark: datetime | None, batch_id: int
+    ) -> tuple[pa.Table | None, bool, int]:
+        """A small batch's records collected, parsed and judged in the driver, or None.
 
-        Then no later step reads the parse again, and it is not cached: a
-        batch that turns out too large for the driver reads its records from
-        Kafka once more, and caches them then.
-        """
-        limit = self.settings.stream.driver_commit_rows
-        return self.settings.stream.max_offsets_per_trigger <= limit
-
-    def _collect_whole(self, judged: DataFrame, batch_id: int) -> tuple[pa.Table | None, bool]:
-        """Every column of a small batch's judged parse as Arrow, or None.
+        One Spark job reads the records, as Spark's pass-through would, and
+        they are parsed with Arrow (:mod:`pulsecast.stream.arrow_parse`;
+        spans Arrow refuses are parsed by Spark, from the collected records):
+        the columns of :func:`parse_events`, judged by the watermark.
 
         None when batches may hold more than ``stream.driver_commit_rows``
         records (``stream.max_offsets_per_trigger`` is larger): the caller
-        then collects the verdicts alone, and bronze and silver are collected
-        or left to Spark by their size (see :meth:`_collect`). None too when
-        this batch turns out larger than that (one planned before the
-        setting was lowered) or too large for the driver's memory; then the
-        second value is True, and Spark appends bronze and silver. The Kafka
-        headers are replaced by the correlation ids they carry.
+        then parses with Spark and collects the verdicts alone, and bronze
+        and silver are collected or left to Spark by their size (see
+        :meth:`_collect`). None too when this batch turns out larger than
+        that (one planned before the setting was lowered) or too large for
+        the driver's memory; then the second value is True, and Spark appends
+        bronze and silver. The third is how many records Spark parsed.
         """
         limit = self.settings.stream.driver_commit_rows
-        if not self._collects_whole():
-            return None, False
-        columns = [c for c in judged.columns if c != "kafka_headers"]
-        whole = self._collect(
-            judged.select(*columns, *_correlation_column(judged)),
-            "bronze and silver",
-            batch_id,
-            rows=limit,
+        if self.settings.stream.max_offsets_per_trigger > limit:
+            return None, False, 0
+        records = batch.select(*RAW_COLUMNS, *(["headers"] if "headers" in carry else []))
+        raw = self._collect(records, "bronze and silver", batch_id, rows=limit)
+        if raw is None or raw.num_rows > limit:
+            if raw is not None:
+                log.info(
+                    "stream %s batch %s: %s records, more than stream.driver_commit_rows (%s): "
+                    "bronze and silver appended by Spark",
+                    self.stream,
+                    batch_id,
+                    raw.num_rows,
+                    limit,
+                    extra={"stream": self.stream, "batch_id": batch_id},
+                )
+            return None, True, 0
+        parsed, by_spark = parse_records(
+            raw,
+            self.stream,
+            self.spec,
+            lambda span: self._parse_by_spark(span, records.schema, carry),
+            self._parse_schema(records.schema, carry),
         )
-        if whole is not None and whole.num_rows > limit:
+        if by_spark:
             log.info(
-                "stream %s batch %s: %s records, more than stream.driver_commit_rows (%s): "
-                "bronze and silver appended by Spark",
+                "stream %s batch %s: %s of %s records parsed by Spark (refused by Arrow's reader)",
                 self.stream,
                 batch_id,
-                whole.num_rows,
-                limit,
+                by_spark,
+                raw.num_rows,
                 extra={"stream": self.stream, "batch_id": batch_id},
             )
-            return None, True
-        return whole, whole is None
+        if watermark is not None:
+            parsed = judge_late(parsed, _instant(watermark), _late_message(watermark))
+        return parsed, False, by_spark
+
+    def _parse_by_spark(
+        self, raw: pa.Table, schema: StructType, carry: tuple[str, ...]
+    ) -> pa.Table:
+        """:func:`parse_events` of collected records (a span Arrow refused), collected."""
+        frame = self.spark.createDataFrame(raw, schema=schema)
+        return parse_events(frame, self.stream, self.spec, carry=carry).toArrow()
+
+    def _parse_schema(self, schema: StructType, carry: tuple[str, ...]) -> pa.Schema:
+        """The Arrow schema of the parse of records of ``schema`` (once per carry)."""
+        if carry not in self._parse_schemas:
+            empty = self.spark.createDataFrame([], schema)
+            parse = parse_events(empty, self.stream, self.spec, carry=carry)
+            self._parse_schemas[carry] = _nullable(parse.limit(0).toArrow()).schema
+        return self._parse_schemas[carry]
 
     def _collect(self, frame: DataFrame, sink: str, batch_id: int, *, rows: int) -> pa.Table | None:
         """``frame`` as Arrow in the driver, or None to leave the append to Spark.
@@ -640,7 +672,7 @@ class BatchWriter:
         if watermark is None:
             return parsed
         late = F.col("reason").isNull() & (F.col("event_time") < F.lit(watermark))
-        text = f"event_time: older than the watermark {watermark.isoformat()}Z"
+        text = _late_message(watermark)
         return parsed.select(
             *[c for c in parsed.columns if c not in ("reason", "field", "message")],
             F.when(late, F.lit("late")).otherwise(F.col("reason")).alias("reason"),
@@ -659,13 +691,11 @@ class BatchWriter:
 
     def _silver(
         self,
-        valid: DataFrame,
+        valid: DataFrame | pa.Table,
         batch_id: int,
         watermark: datetime | None,
         ids: pa.Table | None,
         cached: list[DataFrame],
-        *,
-        valid_rows: pa.Table | None = None,
     ) -> tuple[DataFrame | pa.Table, pa.Array]:
         """The batch's events that no earlier batch wrote, for silver.
 
@@ -679,27 +709,27 @@ class BatchWriter:
         idempotent per batch id.
 
         Args:
-            valid: The batch's valid rows.
+            valid: The batch's valid rows: collected (a small batch), then
+                silver's rows are shaped in Arrow.
             batch_id: The batch.
             watermark: The watermark it is judged by.
             ids: The valid rows' ``event_id`` and ``event_time`` when no id
                 repeats among them (the usual case: no deduplication within
                 the batch); None to deduplicate (keeping each id's copy of the
-                lowest Kafka partition and offset, in Arrow with
-                ``valid_rows``, else in Spark).
+                lowest Kafka partition and offset, in Arrow or in Spark).
             cached: The batch's cached frames (unpersisted when it ends): the
                 deduplicated rows join them when persisted.
-            valid_rows: The valid rows, collected (a small batch): silver's
-                rows are then shaped in Arrow.
 
         Returns:
             The batch's silver rows that are fresh, for the append and gold:
-            Arrow when ``valid_rows`` was given, else a DataFrame (the append
-            collects or writes it); and their event ids.
+            Arrow when ``valid`` is, else a DataFrame (the append collects or
+            writes it); and their event ids.
         """
         uri = self.tables.silver(self.stream)
         rows: DataFrame | None = None
-        if valid_rows is not None:
+        valid_rows: pa.Table | None = None
+        if isinstance(valid, pa.Table):
+            valid_rows = valid
             if ids is None:
                 order = [valid_rows["partition"], valid_rows["offset"]]
                 valid_rows = valid_rows.filter(first_occurrences(valid_rows["event_id"], order))
@@ -964,6 +994,11 @@ class BatchWriter:
             return changed
 
 
+def _late_message(watermark: datetime) -> str:
+    """What a record older than ``watermark`` (naive UTC) is told."""
+    return f"event_time: older than the watermark {watermark.isoformat()}Z"
+
+
 def _correlation_column(parsed: DataFrame) -> list[Column]:
     """Each record's correlation ids (a list, usually of none or one), as ``_correlation``.
 
@@ -984,14 +1019,25 @@ def _correlation_column(parsed: DataFrame) -> list[Column]:
 
 
 def _correlation_ids(verdict: pa.Table) -> tuple[list[str], int]:
-    """The distinct correlation ids among a batch's verdicts (see :func:`_correlation_column`).
+    """The distinct correlation ids among a batch's verdicts or collected parse.
+
+    Read from the parse's ``kafka_headers``, or from the verdicts' correlation
+    column (see :func:`_correlation_column`).
 
     Returns:
         The first :data:`MAX_LOGGED_IDS` ids in sorted order, and how many there are.
     """
-    if _CORRELATION not in verdict.column_names:
+    if "kafka_headers" in verdict.column_names:  # the records' headers, parsed by Arrow
+        headers = pc.list_flatten(verdict["kafka_headers"])
+        named = pc.equal(pc.struct_field(headers, "key"), pa.scalar(CORRELATION_HEADER))
+        values = pc.drop_null(pc.unique(pc.struct_field(headers, "value").filter(named)))
+        ids = pc.unique(
+            pa.array([v.decode(errors="replace") for v in values.to_pylist()], pa.string())
+        )
+    elif _CORRELATION in verdict.column_names:
+        ids = pc.unique(pc.drop_null(pc.list_flatten(verdict[_CORRELATION])))
+    else:
         return [], 0
-    ids = pc.unique(pc.drop_null(pc.list_flatten(verdict[_CORRELATION])))
     return sorted(ids.to_pylist())[:MAX_LOGGED_IDS], len(ids)
 
 

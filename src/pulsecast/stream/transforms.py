@@ -36,6 +36,9 @@ _T = TypeVar("_T")
 
 __all__ = [
     "DEAD_LETTER_INPUT",
+    "RFC3339",
+    "TYPE_NAMES",
+    "bound_text",
     "bronze_rows",
     "bronze_rows_of_parsed",
     "dead_letter_rows",
@@ -56,14 +59,16 @@ _SPARK_TYPES: dict[str, T.DataType] = {
     "bool": T.BooleanType(),
     "timestamp": T.StringType(),  # parsed below, strictly RFC 3339
 }
-_TYPE_NAMES = {
+#: Type names as the validator's messages write them.
+TYPE_NAMES = {
     "float": "float",
     "int": "int",
     "str": "str",
     "bool": "bool",
     "timestamp": "datetime",
 }
-_RFC3339 = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|z|[+-]\d{2}:?\d{2})$"
+#: Timestamps must match this (a Java regex in Spark; RE2 reads it alike in Arrow).
+RFC3339 = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|z|[+-]\d{2}:?\d{2})$"
 _ENVELOPE_STRINGS = ("event_id", "stream", "key", "event_time", "ingest_time")
 #: Columns built by :func:`_once`, by builder, JVM and arguments.
 _BUILT: dict[tuple[Hashable, ...], Any] = {}
@@ -115,7 +120,8 @@ def _schema(spec: StreamSpec, *, typed: bool) -> T.StructType:
     return T.StructType(fields)
 
 
-def _fmt(value: float, kind: str) -> str:
+def bound_text(value: float, kind: str) -> str:
+    """A bound as the validator's messages write it, for a field of ``kind`` (``TYPE_NAMES``)."""
     return str(int(value)) if kind == "int" else repr(float(value))
 
 
@@ -130,7 +136,7 @@ def _field_problem(name: str, spec: FieldSpec, typed: Column, raw: Column | None
             F.lit(f"{path}: {text}").alias("message"),
         )
 
-    kind = _TYPE_NAMES[spec.type]
+    kind = TYPE_NAMES[spec.type]
     checks: list[tuple[Column, Column]] = []
     if raw is not None:
         # Only corrupt rows get here: tell "absent" from "present but wrong type".
@@ -142,15 +148,15 @@ def _field_problem(name: str, spec: FieldSpec, typed: Column, raw: Column | None
     if spec.type == "timestamp":
         checks.append(
             (
-                typed.isNotNull() & ~typed.rlike(_RFC3339),
+                typed.isNotNull() & ~typed.rlike(RFC3339),
                 problem("invalid_timestamp", "expected RFC 3339 datetime with a timezone"),
             )
         )
     if spec.min is not None:
-        text = f"expected {kind} >= {_fmt(spec.min, kind)}"
+        text = f"expected {kind} >= {bound_text(spec.min, kind)}"
         checks.append((typed < F.lit(spec.min), problem("out_of_range", text)))
     if spec.max is not None:
-        text = f"expected {kind} <= {_fmt(spec.max, kind)}"
+        text = f"expected {kind} <= {bound_text(spec.max, kind)}"
         checks.append((typed > F.lit(spec.max), problem("out_of_range", text)))
     if spec.choices:
         checks.append(
@@ -254,7 +260,7 @@ def _parse_columns(stream: str, spec: StreamSpec, carry: tuple[str, ...]) -> lis
             _problem("missing_field", "event_time", "event_time: required field is missing"),
         ),
         (
-            ~envelope_time.rlike(_RFC3339),
+            ~envelope_time.rlike(RFC3339),
             _problem(
                 "invalid_timestamp",
                 "event_time",
