@@ -148,7 +148,7 @@ def _field_problem(name: str, spec: FieldSpec, typed: Column, raw: Column | None
     if spec.type == "timestamp":
         checks.append(
             (
-                typed.isNotNull() & ~typed.rlike(RFC3339),
+                typed.isNotNull() & _no_instant(typed),
                 problem("invalid_timestamp", "expected RFC 3339 datetime with a timezone"),
             )
         )
@@ -166,6 +166,15 @@ def _field_problem(name: str, spec: FieldSpec, typed: Column, raw: Column | None
             )
         )
     return _first(checks)
+
+
+def _no_instant(text: Column) -> Column:
+    """Whether a non-null text is no RFC 3339 instant.
+
+    That is, off the pattern, or no real date and time (February 30, hour 24),
+    which the pattern alone lets through.
+    """
+    return ~text.rlike(RFC3339) | F.try_to_timestamp(text).isNull()
 
 
 def _first(checks: list[tuple[Column, Column]]) -> Column:
@@ -260,7 +269,7 @@ def _parse_columns(stream: str, spec: StreamSpec, carry: tuple[str, ...]) -> lis
             _problem("missing_field", "event_time", "event_time: required field is missing"),
         ),
         (
-            ~envelope_time.rlike(RFC3339),
+            _no_instant(envelope_time),
             _problem(
                 "invalid_timestamp",
                 "event_time",

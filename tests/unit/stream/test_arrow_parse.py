@@ -235,3 +235,21 @@ def test_valid_records_older_than_the_watermark_are_late(spark: SparkSession) ->
     assert judged["field"].to_pylist() == ["event_time", None, "payload.reading"]
     assert judged["message"].to_pylist()[0] == "event_time: older"
     assert judge_late(got, None, "x") is got
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"event_time": "2026-02-30T00:00:00Z"}, "event_time"),
+        ({"event_time": "2026-05-01T24:00:00Z"}, "event_time"),
+        ({"p_seen_at": "2026-13-01T00:00:00+01:00"}, "payload.seen_at"),
+    ],
+)
+def test_a_time_of_the_pattern_that_is_no_date_is_an_invalid_timestamp(
+    spark: SparkSession, changes: dict[str, object], field: str
+) -> None:
+    expected, got, by_spark = both(spark, [record(0), record(1, **changes)])
+    assert_same(expected, got)
+    assert by_spark == 1
+    assert got["reason"].to_pylist() == [None, "invalid_timestamp"]
+    assert got["field"].to_pylist() == [None, field]
