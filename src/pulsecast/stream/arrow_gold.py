@@ -74,16 +74,26 @@ def pane_partials_of(
     """
     micros = _micros(rows["event_time"])
     step = pane_s * _MICROS
-    base = pa.table({"key": rows["key"], "pane_start": _stamps(micros - np.mod(micros, step))})
+    by = ["key", "pane_start"]
+    base = pa.table(
+        {
+            "key": rows["key"],
+            "pane_start": _stamps(micros - np.mod(micros, step)),
+            # Unchecked, as Spark's cast: an int beyond 2**53 rounds to the nearest double.
+            **{name: pc.cast(rows[name], pa.float64(), safe=False) for name in fields},
+        }
+    )
+    ordered, every = _sorted_groups(base, by)  # sorted once for all fields
     parts = []
     for name in fields:
-        # Unchecked, as Spark's cast: an int beyond 2**53 rounds to the nearest double.
-        values = pc.cast(rows[name], pa.float64(), safe=False)
-        present = base.append_column("v", values).filter(pc.is_valid(values))
-        if present.num_rows == 0:
+        values = ordered[name]
+        table, bounds = ordered, every
+        if values.null_count:
+            table = ordered.filter(pc.is_valid(values))
+            bounds = _group_bounds(table, by)
+        if table.num_rows == 0:
             continue
-        table, bounds = _sorted_groups(present, ["key", "pane_start"])
-        v = np.array(table["v"].to_numpy(), np.float64)  # writable: the sketches take no views
+        v = np.array(table[name].to_numpy(), np.float64)  # writable: the sketches take no views
         starts, sizes = bounds[:-1], np.diff(bounds)
         mean = np.add.reduceat(v, starts) / sizes
         deviation = v - np.repeat(mean, sizes)
@@ -243,6 +253,11 @@ def _as(parts: list[pa.Table], schema: pa.Schema) -> pa.Table:
 def _sorted_groups(table: pa.Table, by: list[str]) -> tuple[pa.Table, np.ndarray]:
     """``table`` sorted by ``by``, and where each group of equal ``by`` starts (and the end)."""
     table = table.take(pc.sort_indices(table, [(c, "ascending") for c in by]))
+    return table, _group_bounds(table, by)
+
+
+def _group_bounds(table: pa.Table, by: list[str]) -> np.ndarray:
+    """Where each group of equal ``by`` starts in ``table`` (sorted by them), and the end."""
     rows = table.num_rows
     change = np.zeros(rows, bool)
     if rows:
@@ -251,7 +266,7 @@ def _sorted_groups(table: pa.Table, by: list[str]) -> tuple[pa.Table, np.ndarray
             values = table[column].combine_chunks()
             differs = pc.not_equal(values.slice(1), values.slice(0, rows - 1))
             change[1:] |= differs.to_numpy(zero_copy_only=False)
-    return table, np.append(np.flatnonzero(change), rows)
+    return np.append(np.flatnonzero(change), rows)
 
 
 def _sketch_of(values: np.ndarray) -> bytes:
