@@ -419,17 +419,22 @@ class BatchWriter:
                 self._max_known_before = batch_id + 1
                 self._finalize()
                 marks.append(("final", time.monotonic()))
-                written = pc.fill_null(pc.is_in(verdict["event_id"], value_set=fresh_ids), False)
-                if repeats:  # of the copies of an event in the batch, one is written
-                    valid_ids = pc.if_else(
-                        is_valid, verdict["event_id"], pa.scalar(None, pa.string())
+                fresh_mask = is_valid  # the usual case: every valid record was written
+                if len(fresh_ids) < valid_count:
+                    written = pc.fill_null(
+                        pc.is_in(verdict["event_id"], value_set=fresh_ids), False
                     )
-                    copies = first_occurrences(valid_ids, [verdict["partition"], verdict["offset"]])
-                    written = pc.and_(written, copies)
+                    if repeats:  # of the copies of an event in the batch, one is written
+                        valid_ids = pc.if_else(
+                            is_valid, verdict["event_id"], pa.scalar(None, pa.string())
+                        )
+                        order = [verdict["partition"], verdict["offset"]]
+                        written = pc.and_(written, first_occurrences(valid_ids, order))
+                    fresh_mask = pc.and_(written, is_valid)
                 stats_rows = batch_stats_rows(
                     verdict,
                     batch_id=batch_id,
-                    fresh=pc.and_(written, is_valid),
+                    fresh=fresh_mask,
                     written_at=written_at,
                     newest_before=newest_before,
                     entities=entities,
@@ -741,8 +746,11 @@ class BatchWriter:
         else:
             rows = silver_rows(valid, self.spec, batch_id, unique=True)
         seen = self._ids_in_memory(uri, batch_id, watermark, ids.schema)
-        repeated = pc.is_in(ids["event_id"], value_set=seen["event_id"])
-        if pc.any(repeated).as_py():
+        # The batch's ids are hashed, not the (many more) remembered ones: the few
+        # remembered ids the batch repeats are found first.
+        again = seen["event_id"].filter(pc.is_in(seen["event_id"], value_set=ids["event_id"]))
+        if len(again):
+            repeated = pc.is_in(ids["event_id"], value_set=again)
             if rows is not None:
                 duplicates = self.spark.createDataFrame(ids.filter(repeated).select(["event_id"]))
                 rows = rows.join(F.broadcast(duplicates), "event_id", "left_anti")
@@ -752,7 +760,7 @@ class BatchWriter:
         seen = pa.concat_tables([seen, ids.cast(seen.schema)])
         horizon = self._final_before()
         if horizon is not None:
-            seen = seen.filter(pc.greater_equal(seen["event_time"], _instant(horizon)))
+            seen = _not_older(seen, "event_time", _instant(horizon))
         self._recent_ids = seen
         fresh = silver_of_parse(valid_rows, self.spec, batch_id) if rows is None else rows
         return fresh, ids["event_id"]
@@ -1107,6 +1115,25 @@ def _trigger_time(query: StreamingQuery) -> float:
     if not progress:
         return 0.0
     return datetime.fromisoformat(str(progress["timestamp"])).timestamp()
+
+
+def _not_older(table: pa.Table, column: str, moment: pa.Scalar) -> pa.Table:
+    """The rows of ``table`` whose ``column`` is not older than ``moment``.
+
+    Filtered chunk by chunk (a chunk per batch), so that only chunks that
+    straddle ``moment`` are copied: chunks wholly older are dropped, wholly
+    newer ones kept as they are.
+    """
+    kept = []
+    for chunk in table.to_batches():
+        times = chunk.column(column)
+        bounds = pc.min_max(times).as_py()
+        if bounds["max"] is None or bounds["max"] < moment.as_py():
+            continue
+        if times.null_count or bounds["min"] < moment.as_py():
+            chunk = chunk.filter(pc.greater_equal(times, moment))
+        kept.append(chunk)
+    return pa.Table.from_batches(kept, table.schema)
 
 
 def _nullable(rows: pa.Table) -> pa.Table:
