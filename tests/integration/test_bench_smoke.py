@@ -43,6 +43,9 @@ def test_bench_e2e_reports_every_figure(spark, stack: Stack, stack_settings: Set
         assert result[key] > 0
     assert result["latency_p50_s"] <= result["latency_p95_s"]
     assert result["ratio"] == round(result["job_eps"] / result["passthrough_eps"], 3)
+    # The capacity once more, the job without its scoring query.
+    assert result["stream_eps"] > 0
+    assert result["stream_ratio"] == round(result["stream_eps"] / result["passthrough_eps"], 3)
     # None when the capacity run took one batch (these few events may fit one).
     steady = result["job_steady_eps"]
     assert steady is None or steady > 0

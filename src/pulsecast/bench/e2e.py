@@ -21,7 +21,11 @@ first batches are not the steady state):
    minimal pass-through, Kafka → Parquet with no parsing, same source options
    (``passthrough_eps``). ``ratio = job_eps / passthrough_eps``. The job's
    rate after its first batch, which pays for the query's start, is
-   ``job_steady_eps``.
+   ``job_steady_eps``. With live scoring, the job runs its scoring query
+   too, on the same cores; it then runs once more without it, another fresh
+   lake: ``stream_eps``, ``stream_steady_eps`` and ``stream_ratio``, the
+   stream processing (parse, bronze, silver, gold, warehouse) alone, as the
+   pass-through runs alone.
 
 With ``forecasts``, before all that, the stream is given a forecaster
 champion the way a user would give one: a few hours of simulated history of
@@ -493,6 +497,20 @@ def _capacity(
     return total / elapsed, forecasts, steady
 
 
+def _fresh_lake(settings: Settings, root: Path, suffix: str, *, scoring: bool = True) -> Settings:
+    """``settings`` with a lake and checkpoints of their own under ``root``, scoring as asked."""
+    update: dict[str, Any] = {
+        "lake": settings.lake.model_copy(update={"uri": f"file://{root}/lake{suffix}"}),
+        "stream": settings.stream.model_copy(
+            update={"checkpoint_uri": f"file://{root}/checkpoints{suffix}"}
+        ),
+    }
+    if not scoring:
+        detector = settings.ml.detector.model_copy(update={"enabled": False})
+        update["ml"] = settings.ml.model_copy(update={"detector": detector})
+    return settings.model_copy(update=update)
+
+
 def _give_champion(
     spark: SparkSession, settings: Settings, stream: str, *, hours: float, say: Say
 ) -> tuple[int, int]:
@@ -573,7 +591,9 @@ def run_e2e_benchmark(
         ``sustained_eps``, ``batch_p50_s``, ``batch_p95_s``, ``latency_p50_s``,
         ``latency_p95_s`` (to gold), ``warehouse_latency_p50_s``/``p95_s``,
         ``job_eps``, ``job_steady_eps`` (the same after its first batch),
-        ``passthrough_eps``, ``ratio``, the forecasting counts
+        ``passthrough_eps``, ``ratio``, ``stream_eps``, ``stream_steady_eps``
+        and ``stream_ratio`` (the capacity without live scoring: the job's
+        stream processing alone, as the pass-through runs), the forecasting counts
         (:func:`forecast_fields`) and the run's parameters.
 
     Raises:
@@ -660,18 +680,15 @@ def run_e2e_benchmark(
         say(f"  to gold p50 {gold[0]:.2f} s, p95 {gold[1]:.2f} s")
         total = bench.produced()
         say(f"capacity: the job from the earliest offset over the same {total:,} events...")
-        capacity_settings = own.model_copy(
-            update={
-                "lake": settings.lake.model_copy(update={"uri": f"file://{root}/lake2"}),
-                "stream": own.stream.model_copy(
-                    update={"checkpoint_uri": f"file://{root}/checkpoints2"}
-                ),
-            }
-        )
         job_eps, capacity_forecasts, job_steady = _capacity(
-            spark, capacity_settings, stream, total, say
+            spark, _fresh_lake(own, root, "2"), stream, total, say
         )
         counts = dataclasses.replace(counts, capacity=capacity_forecasts)
+        stream_eps, stream_steady = job_eps, job_steady
+        if scoring:
+            say("  the same without live scoring (parse, bronze, silver, gold, warehouse)...")
+            alone = _fresh_lake(own, root, "3", scoring=False)
+            stream_eps, _, stream_steady = _capacity(spark, alone, stream, total, say)
         say("reference: Spark pass-through, Kafka → Parquet...")
         passthrough_eps = _passthrough(spark, own, stream, total)
         say(f"  {passthrough_eps:,.0f} events/s")
@@ -706,6 +723,9 @@ def run_e2e_benchmark(
         "job_steady_eps": None if job_steady is None else round(job_steady, 1),
         "passthrough_eps": round(passthrough_eps, 1),
         "ratio": round(job_eps / passthrough_eps, 3),
+        "stream_eps": round(stream_eps, 1),
+        "stream_steady_eps": None if stream_steady is None else round(stream_steady, 1),
+        "stream_ratio": round(stream_eps / passthrough_eps, 3),
         "events": total,
         "seconds": seconds,
         "trigger_interval_s": settings.stream.trigger_interval_s,
