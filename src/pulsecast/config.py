@@ -380,7 +380,7 @@ def _default_windows() -> list[WindowSpec]:
 class StreamJobSettings(_Section):
     """The streaming job: cadence, backpressure, lateness."""
 
-    trigger_interval_s: float = Field(2.0, gt=0, description="Micro-batch trigger interval.")
+    trigger_interval_s: float = Field(1.0, gt=0, description="Micro-batch trigger interval.")
     max_offsets_per_trigger: int = Field(
         200_000, ge=1, description="Most Kafka records one micro-batch reads (backpressure)."
     )
