@@ -32,7 +32,15 @@ import pyarrow.json as pj
 from pulsecast.config import FieldSpec, StreamSpec
 from pulsecast.stream.transforms import RFC3339, TYPE_NAMES, bound_text
 
-__all__ = ["RAW_COLUMNS", "judge_late", "parse_records", "read_schema"]
+__all__ = [
+    "MAX_REFUSED_SPANS",
+    "MIN_SPAN",
+    "RAW_COLUMNS",
+    "SparkParse",
+    "judge_late",
+    "parse_records",
+    "read_schema",
+]
 
 
 #: The Kafka source's columns that :func:`parse_records` reads (``headers`` if read).
@@ -46,15 +54,22 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
     "timestamp": pa.string(),  # parsed below, strictly RFC 3339
 }
 _INSTANT = pa.timestamp("us", tz="UTC")
-#: Each value starts and ends an object (a value the reader would take for none is
-#: refused: it crashes on a line of ``null``), and holds no line end (checked below).
+#: Each value starts and ends an object (see :func:`_trusted`).
 _OBJECT_EDGES = (r"^[ \t]*\{", r"\}[ \t]*$")
+#: A closing brace followed by what no object member or array holds: a second value.
+_AFTER_OBJECT = r"\}[ \t]*[^ \t,}\]]"
+#: Number words the reader takes and Spark's parser rejects.
+_ODD_NUMBERS = r"-NaN|Inf($|[^i])"
 _LF, _CR = ord("\n"), ord("\r")
+#: A time zone offset beyond Java's range, +-18:00.
+_BEYOND_18_HOURS = r"[+-](19|2[0-9]):?[0-9]{2}$|[+-]18:?(0[1-9]|[1-5][0-9])$"
 #: Jackson's limits in Spark's JSON parser (nesting depth, digits of a number): a value
 #: shorter than this cannot reach them; longer ones are checked (see ``_within_limits``).
 _JACKSON_LIMIT = 1000
 #: A refused span is halved down to this many records, then parsed by Spark.
 MIN_SPAN = 2048
+#: More refused spans than this in one round of halving: they all go to Spark.
+MAX_REFUSED_SPANS = 8
 
 #: Parses a span of raw records with Spark: the columns of the parse, as Arrow.
 SparkParse = Callable[[pa.Table], pa.Table]
@@ -69,21 +84,28 @@ def read_schema(spec: StreamSpec) -> pa.Schema:
 
 def parse_records(
     raw: pa.Table,
+    *,
     stream: str,
     spec: StreamSpec,
     spark_parse: SparkParse,
     schema: pa.Schema,
-    *,
     min_span: int = MIN_SPAN,
 ) -> tuple[pa.Table, int]:
     """Every record of ``raw`` parsed and judged, as ``parse_events`` collected would be.
+
+    Records that a check of their own value rules out (see :func:`_trusted`)
+    go to Spark. The others are read by Arrow; a span the reader refuses
+    is halved, down to ``min_span`` records, or until more than
+    :data:`MAX_REFUSED_SPANS` spans of one round are refused (bad records
+    everywhere: halving on would read the batch again and again); then the
+    refused spans go to Spark. Spark parses what it is given in one call.
 
     Args:
         raw: Kafka records (:data:`RAW_COLUMNS`, and ``headers`` when read).
         stream: The stream's name.
         spec: Its declared schema.
-        spark_parse: Spark's parse of a span of ``raw`` that Arrow refuses
-            (``parse_events`` over it, collected).
+        spark_parse: Spark's parse of records of ``raw`` (``parse_events``
+            over them, collected, in their order).
         schema: The columns the result has (Spark's parse's, as Arrow).
         min_span: A refused span of more records than this is halved.
 
@@ -93,43 +115,89 @@ def parse_records(
     """
     if raw.num_rows == 0:
         return schema.empty_table(), 0
-    spans: list[pa.Table] = []
-    by_spark = 0
-    pending = [raw.combine_chunks()]
+    raw = raw.combine_chunks()
+    trusted = _trusted(raw["value"].chunk(0))
+    positions = np.flatnonzero(trusted)
+    readable = raw if len(positions) == raw.num_rows else raw.take(pa.array(positions))
+    pieces: list[tuple[np.ndarray, pa.Table]] = []
+    to_spark = [np.flatnonzero(~trusted)]
+    pending = [(0, readable.num_rows)] if readable.num_rows else []
     while pending:
-        span = pending.pop()
-        parsed = _arrow_parse(span, stream, spec)
-        if parsed is None and span.num_rows > min_span:
-            half = span.num_rows // 2
-            pending += [span.slice(half), span.slice(0, half)]  # the first half is next
-            continue
-        if parsed is None:
-            parsed = spark_parse(span)
-            by_spark += span.num_rows
-        spans.append(parsed.select(schema.names).cast(schema))
-    return pa.concat_tables(spans).combine_chunks(), by_spark
+        refused = []
+        for start, stop in pending:
+            parsed = _arrow_parse(readable.slice(start, stop - start), stream, spec)
+            if parsed is None:
+                refused.append((start, stop))
+            else:
+                pieces.append((positions[start:stop], parsed))
+        if len(refused) > MAX_REFUSED_SPANS:
+            to_spark += [positions[start:stop] for start, stop in refused]
+            break
+        pending = []
+        for start, stop in refused:
+            if stop - start <= min_span:
+                to_spark.append(positions[start:stop])
+            else:
+                middle = (start + stop) // 2
+                pending += [(start, middle), (middle, stop)]
+    for_spark = np.concatenate(to_spark)
+    if len(for_spark):
+        records = raw.take(pa.array(for_spark))
+        parsed = spark_parse(records)
+        if parsed["offset"].to_pylist() != records["offset"].to_pylist():
+            msg = "Spark's parse of the records Arrow refused changed their order"
+            raise RuntimeError(msg)
+        pieces.append((for_spark, parsed))
+    order = np.concatenate([where for where, _ in pieces])
+    table = pa.concat_tables([piece.select(schema.names).cast(schema) for _, piece in pieces])
+    if not np.array_equal(order, np.arange(raw.num_rows)):
+        table = table.take(pa.array(np.argsort(order, kind="stable")))
+    return table.combine_chunks(), len(for_spark)
+
+
+def _trusted(values: pa.Array) -> np.ndarray:
+    """Which values Arrow's reader may be given: a check of each value on its own.
+
+    Ruled out: a null; a value that does not start and end an object (the
+    reader crashes on a line of ``null``), or holds a line end (the reader
+    would see two lines), or goes on after an object's end; the number
+    words ``Inf``, ``-Inf`` and ``-NaN``, which the reader takes and Spark
+    does not (``NaN``, ``Infinity`` and ``-Infinity`` both take); a value
+    long enough to reach the limits of Spark's JSON parser (see
+    :func:`_within_limits`). A match inside a JSON string only costs a
+    refusal. Invalid UTF-8 is refused by span (:func:`_arrow_parse`).
+    """
+    text = pc.cast(values, pa.string(), safe=False)
+    ok = pc.is_valid(values)
+    for edge in _OBJECT_EDGES:
+        ok = pc.and_(ok, pc.match_substring_regex(text, edge))
+    ok = pc.and_(ok, pc.invert(pc.match_substring_regex(text, _AFTER_OBJECT)))
+    # The rarer checks run only when some value holds the bytes they look for.
+    data = np.frombuffer(values.buffers()[2] or b"", np.uint8)
+    holds = {char: bool((data == ord(char)).any()) for char in "\n\rIN"}
+    if holds["\n"] or holds["\r"]:
+        ok = pc.and_(ok, pc.invert(pc.match_substring_regex(text, "[\n\r]")))
+    if holds["I"] or holds["N"]:
+        ok = pc.and_(ok, pc.invert(pc.match_substring_regex(text, _ODD_NUMBERS)))
+    ok = pc.and_(ok, _within_limits(text))
+    return np.asarray(pc.fill_null(ok, False).to_numpy(zero_copy_only=False), bool)
 
 
 def _arrow_parse(raw: pa.Table, stream: str, spec: StreamSpec) -> pa.Table | None:
     """The parse of ``raw`` with Arrow, or None when it is refused (see the module)."""
     values = raw["value"].combine_chunks()
     try:
-        text = pc.cast(values, pa.string())  # raises on invalid UTF-8
+        pc.cast(values, pa.string())  # raises on invalid UTF-8
+        keys = pc.cast(raw["key"], pa.string())
+        lines = pa.ListArray.from_arrays(pa.array([0, len(values)], pa.int32()), values)
+        joined = pc.binary_join(lines, b"\n")[0].as_buffer()
     except pa.ArrowInvalid:
         return None
-    if values.null_count or not _within_limits(text):
-        return None
-    for edge in _OBJECT_EDGES:
-        if not pc.all(pc.match_substring_regex(text, edge)).as_py():
-            return None
-    lines = pa.ListArray.from_arrays(pa.array([0, len(values)], pa.int32()), values)
-    joined = pc.binary_join(lines, b"\n")[0].as_buffer()
-    # No line ends but the ones between records: the reader sees one line per record.
+    # Checked per value already (_trusted); again, as the reader's safety rests on it.
     ends = np.frombuffer(joined, np.uint8)
     if np.count_nonzero(ends == _LF) != len(values) - 1 or np.count_nonzero(ends == _CR):
         return None
     try:
-        keys = pc.cast(raw["key"], pa.string())
         read = pj.read_json(
             pa.BufferReader(joined),
             read_options=pj.ReadOptions(use_threads=True, block_size=1 << 22),
@@ -171,19 +239,19 @@ def _arrow_parse(raw: pa.Table, stream: str, spec: StreamSpec) -> pa.Table | Non
     return pa.table(columns)
 
 
-def _within_limits(text: pa.Array) -> bool:
-    """Whether no value can reach Jackson's nesting or number-length limits.
+def _within_limits(text: pa.Array) -> pa.Array:
+    """Which values cannot reach Jackson's nesting or number-length limits.
 
     A value that can (longer than the limits) may still be fine: its
     brackets and number characters are counted, a bound on both.
     """
-    long = text.filter(pc.greater(pc.utf8_length(text), _JACKSON_LIMIT))
-    if len(long) == 0:
-        return True
-    brackets = pc.add(pc.count_substring(long, "{"), pc.count_substring(long, "["))
-    numbers = pc.count_substring_regex(long, "[-+.eE0-9]")
-    deepest, longest = pc.max(brackets).as_py(), pc.max(numbers).as_py()
-    return bool(deepest < _JACKSON_LIMIT and longest < _JACKSON_LIMIT)
+    long = pc.greater(pc.utf8_length(text), _JACKSON_LIMIT)
+    if not pc.any(long).as_py():
+        return pc.invert(long)
+    brackets = pc.add(pc.count_substring(text, "{"), pc.count_substring(text, "["))
+    numbers = pc.count_substring_regex(text, "[-+.eE0-9]")
+    within = pc.and_(pc.less(brackets, _JACKSON_LIMIT), pc.less(numbers, _JACKSON_LIMIT))
+    return pc.or_(pc.invert(long), within)
 
 
 def _instants(
@@ -207,6 +275,8 @@ def _instants(
         # read leniently), but Spark reads some of them, and its instant is kept.
         if not pc.all(pc.match_substring_regex(text, RFC3339), min_count=0).as_py():
             return None
+        if pc.any(pc.match_substring_regex(text, _BEYOND_18_HOURS)).as_py():
+            return None  # Arrow reads offsets up to 23:59, Java up to 18:00
         try:
             parsed[name] = pc.cast(text, _INSTANT)
         except pa.ArrowInvalid:
@@ -219,7 +289,12 @@ def _instants(
 def _verdicts(
     read: pa.Table, stream: str, spec: StreamSpec, fields: dict[str, pa.Array]
 ) -> dict[str, pa.Array]:
-    """Each record's ``reason``, ``field`` and ``message``: the first problem, or nulls."""
+    """Each record's ``reason``, ``field`` and ``message``: the first problem, or nulls.
+
+    The checks of ``transforms.parse_events`` for a record read whole, but
+    for the timestamps' pattern: a span whose times fail it goes to Spark
+    (:func:`_instants`).
+    """
     n = read.num_rows
     reason = pa.nulls(n, pa.string())
     field = pa.nulls(n, pa.string())
@@ -234,12 +309,6 @@ def _verdicts(
             "missing_field",
             "event_time",
             "event_time: required field is missing",
-        ),
-        (
-            pc.invert(pc.match_substring_regex(event_time, RFC3339)),
-            "invalid_timestamp",
-            "event_time",
-            "event_time: expected RFC 3339 datetime with a timezone",
         ),
     ]
     for name, spec_field in spec.fields.items():
@@ -276,22 +345,13 @@ def _verdicts(
 def _field_checks(
     name: str, spec: FieldSpec, value: pa.Array
 ) -> list[tuple[pa.Array, str, str, str]]:
-    """A payload field's checks, in ``transforms._field_problem``'s order."""
+    """A payload field's checks, in ``transforms._field_problem``'s order (see ``_verdicts``)."""
     path = f"payload.{name}"
     kind = TYPE_NAMES[spec.type]
     checks: list[tuple[pa.Array, str, str, str]] = []
     if spec.required:
         checks.append(
             (pc.is_null(value), "missing_field", path, f"{path}: required field is missing")
-        )
-    if spec.type == "timestamp":
-        checks.append(
-            (
-                pc.invert(pc.match_substring_regex(value, RFC3339)),
-                "invalid_timestamp",
-                path,
-                f"{path}: expected RFC 3339 datetime with a timezone",
-            )
         )
     if spec.min is not None:
         text = f"{path}: expected {kind} >= {bound_text(spec.min, kind)}"

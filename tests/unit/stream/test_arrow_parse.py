@@ -89,8 +89,16 @@ def both(
         handed.append(span.num_rows)
         return spark_parse(spark, span)
 
-    got, by_spark = parse_records(raw, STREAM, SPEC, fallback, expected.schema, min_span=min_span)
+    got, by_spark = parse_records(
+        raw,
+        stream=STREAM,
+        spec=SPEC,
+        spark_parse=fallback,
+        schema=expected.schema,
+        min_span=min_span,
+    )
     assert by_spark == sum(handed)
+    assert len(handed) <= 1  # what Arrow refuses goes to Spark in one call
     return expected, got, by_spark
 
 
@@ -197,6 +205,16 @@ REFUSED = [
     record(0, ingest_time="yesterday"),
     record(0, p_seen_at="12:00"),
     record(0, p_reading=123.0).replace(b"123.0", b"1e400"),
+    record(0, p_reading=123.0).replace(b"123.0", b"Inf"),  # Arrow reads these words,
+    record(0, p_reading=123.0).replace(b"123.0", b"-Inf"),  # Spark's parser does not
+    record(0, p_reading=123.0).replace(b"123.0", b"-NaN"),
+    record(0, p_reading=123.0).replace(b"123.0", b"+INF"),
+    record(0, other=777).replace(b"777", b"Inf"),  # in a field no one declared, too
+    b'{"a":1} null {"b":2}',
+    record(0, event_time="2026-05-01T12:00:00+19:00"),  # beyond Java's +-18:00
+    record(0, event_time="2026-05-01T12:00:00-1801"),
+    record(0, ingest_time="2026-05-01T12:00:00+23:59"),
+    record(0, p_seen_at="2026-05-01T12:00:00+2000"),
     b'{"payload":{"reading":' + b"1" * 1200 + b"}}",
     b'{"x":' + b"[" * 1100 + b"]" * 1100 + b"}",
 ]
@@ -214,12 +232,23 @@ def test_records_arrow_cannot_be_trusted_with_are_parsed_by_spark(
 
 def test_a_refused_span_is_halved_until_spark_parses_small_spans(spark: SparkSession) -> None:
     values = [record(i) for i in range(40)]
-    values[5] = b"not json"
-    values[33] = b"null"
+    values[5] = b'{"event_id": oops}'  # an object to look at; the reader refuses it
+    values[33] = b"null"  # ruled out by its value alone: straight to Spark
     expected, got, by_spark = both(spark, values, min_span=4)
     assert_same(expected, got)
-    # 40 -> 20 -> 10 -> 5 -> 2 + 3: records 5-6 and 32-34 go to Spark
-    assert by_spark == 2 + 3
+    # The 39 others: 39 -> 19 -> 9 -> 4 + 5 -> 2 + 3, records 5 and 6 go to Spark.
+    assert by_spark == 1 + 2
+
+
+def test_halving_stops_when_bad_records_are_everywhere(spark: SparkSession) -> None:
+    values = [record(i) for i in range(64)]
+    for i in range(0, 64, 4):
+        values[i] = record(i, p_reading="hot")  # a text for a number: the reader refuses
+    expected, got, by_spark = both(spark, values, min_span=1)
+    assert_same(expected, got)
+    # 64 -> 2 x 32 -> 4 x 16 -> 8 x 8 -> 16 x 4 refused, more than 8: all 64 to Spark.
+    assert by_spark == 64
+    assert got["reason"].to_pylist()[:2] == ["wrong_type", None]
 
 
 def test_valid_records_older_than_the_watermark_are_late(spark: SparkSession) -> None:
