@@ -391,8 +391,9 @@ class StreamJobSettings(_Section):
         500_000,
         ge=0,
         description="Batches of up to this many records have bronze and silver committed "
-        "from the driver (Arrow + delta-rs, faster on one machine); larger ones are written "
-        "by Spark in parallel (0: always Spark, for a cluster with a small driver).",
+        "from the driver (Arrow + delta-rs, faster on one machine), and are parsed there too "
+        "when max_offsets_per_trigger is within it; larger ones are parsed and written by "
+        "Spark in parallel (0: always Spark, for a cluster with a small driver).",
     )
     allowed_lateness_s: int = Field(
         120, ge=0, description="Event-time lateness accepted; later events go to the DLQ as late."

@@ -80,20 +80,24 @@ def pane_partials_of(
             "key": rows["key"],
             "pane_start": _stamps(micros - np.mod(micros, step)),
             # Unchecked, as Spark's cast: an int beyond 2**53 rounds to the nearest double.
-            **{name: pc.cast(rows[name], pa.float64(), safe=False) for name in fields},
+            # Numbered, as a field may be called key or pane_start.
+            **{
+                f"v{i}": pc.cast(rows[name], pa.float64(), safe=False)
+                for i, name in enumerate(fields)
+            },
         }
     )
     ordered, every = _sorted_groups(base, by)  # sorted once for all fields
     parts = []
-    for name in fields:
-        values = ordered[name]
+    for i, name in enumerate(fields):
+        values = ordered[f"v{i}"]
         table, bounds = ordered, every
         if values.null_count:
             table = ordered.filter(pc.is_valid(values))
             bounds = _group_bounds(table, by)
         if table.num_rows == 0:
             continue
-        v = np.array(table[name].to_numpy(), np.float64)  # writable: the sketches take no views
+        v = np.array(table[f"v{i}"].to_numpy(), np.float64)  # writable: the sketches take no views
         starts, sizes = bounds[:-1], np.diff(bounds)
         mean = np.add.reduceat(v, starts) / sizes
         deviation = v - np.repeat(mean, sizes)

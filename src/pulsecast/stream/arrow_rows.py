@@ -1,8 +1,8 @@
 """Bronze and silver rows in Arrow, from a micro-batch's parse collected to the driver.
 
-The streaming job collects a small batch's whole parse (every column of
-:func:`~pulsecast.stream.transforms.parse_events`, judged) as Arrow in the
-Spark job that judges it, and shapes bronze's and silver's rows here, in bulk
+The streaming job parses a small batch in the driver (every column of
+:func:`~pulsecast.stream.transforms.parse_events`, judged; see
+:mod:`pulsecast.stream.arrow_parse`), and shapes bronze's and silver's rows here, in bulk
 with Arrow compute, instead of running a Spark job per table to collect them
 (``docs/streaming.md``, "Performance"). The rows are those of
 :func:`~pulsecast.stream.transforms.bronze_rows_of_parsed` and

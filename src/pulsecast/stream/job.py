@@ -4,9 +4,12 @@ One Structured Streaming query per stream reads ``<stream>.events`` and hands
 each micro-batch to :class:`BatchWriter`, which in order (a second query per
 stream scores silver live, :mod:`pulsecast.stream.scoring`):
 
-1. parses and validates it in bulk (:func:`~pulsecast.stream.transforms.parse_events`),
-   marks as ``late`` the valid events older than the watermark, and sends every
-   invalid or late record to ``<stream>.dlq`` with its reason;
+1. parses and validates it in bulk: a batch the driver collects whole with
+   Arrow (:mod:`pulsecast.stream.arrow_parse`, which leaves to Spark the
+   records it cannot be trusted with), a larger one with Spark
+   (:func:`~pulsecast.stream.transforms.parse_events`); marks as ``late`` the
+   valid events older than the watermark, and sends every invalid or late
+   record to ``<stream>.dlq`` with its reason;
 2. appends to **silver** the valid events no earlier batch wrote (dedup by
    event id against the recent events' ids, kept in memory as Arrow), on a
    thread of its own while the next steps run;
@@ -26,11 +29,12 @@ committed through delta-rs (see :mod:`pulsecast.lake.small_tables`; in an
 encrypted lake pyarrow writes their files encrypted,
 :mod:`pulsecast.lake.encrypted`), which takes milliseconds where Delta on
 Spark takes seconds; so are bronze and silver, shaped with Arrow
-(:mod:`pulsecast.stream.arrow_rows`) from the batch's whole parse, which
-the Spark job that judges the batch collects, unless batches may hold more
-than ``stream.driver_commit_rows`` records or this one is too large for the
-driver (then Spark appends them). Every sink is idempotent per batch (bronze and silver by
-a commit tag, panes by a Delta application transaction, gold by
+(:mod:`pulsecast.stream.arrow_rows`) from the batch's whole parse, made in
+the driver from the records the batch's one Spark job collects, unless
+batches may hold more than ``stream.driver_commit_rows`` records or this one
+is too large for the driver (then Spark parses and appends them). Every
+sink is idempotent per batch (bronze and silver by a commit tag, panes by a
+Delta application transaction, gold by
 recomputation, the warehouse by upsert), and Spark's checkpoint replays an
 unfinished batch after a crash, so silver holds each valid event once and gold
 and the warehouse equal an aggregation of silver. The watermark a batch uses
@@ -158,7 +162,8 @@ class JobStats:
     records: int = 0
     valid: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
-    #: Records Spark parsed: those of a batch too large for the driver, and spans Arrow refused.
+    #: Records Spark parsed: those of batches not parsed in the driver (too large for it,
+    #: or with no topic column), and those Arrow refused.
     parsed_by_spark: int = 0
     gold_rows: int = 0
     scored: int = 0
@@ -302,7 +307,7 @@ class BatchWriter:
                 # the newest event time and silver's ids, and every column, which bronze
                 # and silver are shaped of.
                 whole, by_spark, parsed_by_spark = (
-                    self._collect_whole(batch, carry, watermark, batch_id)
+                    self._collect_whole(batch, batch_id, carry=carry, watermark=watermark)
                     if "topic" in carry
                     else (None, False, 0)
                 )
@@ -389,7 +394,9 @@ class BatchWriter:
                         if whole is None
                         else whole.filter(is_valid)
                     )
-                    fresh, fresh_ids = self._silver(valid, batch_id, watermark, ids, cached)
+                    fresh, fresh_ids = self._silver(
+                        valid, batch_id, watermark=watermark, ids=ids, cached=cached
+                    )
                     silver_uri = self.tables.silver(self.stream)
                     appends.append(
                         _Background(
@@ -574,7 +581,12 @@ class BatchWriter:
         return True
 
     def _collect_whole(
-        self, batch: DataFrame, carry: tuple[str, ...], watermark: datetime | None, batch_id: int
+        self,
+        batch: DataFrame,
+        batch_id: int,
+        *,
+        carry: tuple[str, ...],
+        watermark: datetime | None,
     ) -> tuple[pa.Table | None, bool, int]:
         """A small batch's records collected, parsed and judged in the driver, or None.
 
@@ -609,25 +621,25 @@ class BatchWriter:
                     extra={"stream": self.stream, "batch_id": batch_id},
                 )
             return None, True, 0
-        parsed, by_spark = parse_records(
+        parsed, spark_parsed = parse_records(
             raw,
-            self.stream,
-            self.spec,
-            lambda span: self._parse_by_spark(span, records.schema, carry),
-            self._parse_schema(records.schema, carry),
+            stream=self.stream,
+            spec=self.spec,
+            spark_parse=lambda span: self._parse_by_spark(span, records.schema, carry),
+            schema=self._parse_schema(records.schema, carry),
         )
-        if by_spark:
+        if spark_parsed:
             log.info(
                 "stream %s batch %s: %s of %s records parsed by Spark (refused by Arrow's reader)",
                 self.stream,
                 batch_id,
-                by_spark,
+                spark_parsed,
                 raw.num_rows,
                 extra={"stream": self.stream, "batch_id": batch_id},
             )
         if watermark is not None:
             parsed = judge_late(parsed, _instant(watermark), _late_message(watermark))
-        return parsed, False, by_spark
+        return parsed, False, spark_parsed
 
     def _parse_by_spark(
         self, raw: pa.Table, schema: StructType, carry: tuple[str, ...]
@@ -698,6 +710,7 @@ class BatchWriter:
         self,
         valid: DataFrame | pa.Table,
         batch_id: int,
+        *,
         watermark: datetime | None,
         ids: pa.Table | None,
         cached: list[DataFrame],
@@ -1003,15 +1016,16 @@ class BatchWriter:
 
 
 def _late_message(watermark: datetime) -> str:
-    """What a record older than ``watermark`` (naive UTC) is told."""
+    """What a record older than ``watermark`` (as silver's rows give it) is told."""
     return f"event_time: older than the watermark {watermark.isoformat()}Z"
 
 
 def _correlation_column(parsed: DataFrame) -> list[Column]:
     """Each record's correlation ids (a list, usually of none or one), as ``_correlation``.
 
-    Underscored: the whole parse is collected with it, next to payload
-    fields of any other name.
+    Underscored: the verdicts are collected with it, next to payload
+    fields of any other name. (A batch parsed in the driver keeps its
+    headers instead, see :func:`_correlation_ids`.)
 
     Read from the Kafka header ``pulsecast-correlation-id`` (the source reads
     headers, and :func:`parse_events` carries them as ``kafka_headers``); a

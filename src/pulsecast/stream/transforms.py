@@ -67,7 +67,8 @@ TYPE_NAMES = {
     "bool": "bool",
     "timestamp": "datetime",
 }
-#: Timestamps must match this (a Java regex in Spark; RE2 reads it alike in Arrow).
+#: Timestamps must match this (a Java regex in Spark; RE2 in Arrow matches where Java
+#: does, except before a final line end, where Java's ``$`` matches too).
 RFC3339 = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|z|[+-]\d{2}:?\d{2})$"
 _ENVELOPE_STRINGS = ("event_id", "stream", "key", "event_time", "ingest_time")
 #: Columns built by :func:`_once`, by builder, JVM and arguments.
