@@ -9,13 +9,14 @@ Spark's parse collected; the unit tests hold the two to each other on
 ordinary and pathological records.
 
 The reader is stricter than Spark's JSON parser in some ways and looser in
-none that this module lets through. Records it cannot be trusted with (a
-malformed or non-object value, a number given for a text field, a value it
-would split or skip, an unusual timestamp, a very long number or deep
-nesting) make it refuse a span of records; :func:`parse_records` halves a
-refused span until the spans are small, and those are parsed by Spark's own
-:func:`~pulsecast.stream.transforms.parse_events`, so every verdict is
-Spark's either way. No record is parsed by Python code of its own.
+none that this module lets through. Records it cannot be trusted with go to
+Spark's own :func:`~pulsecast.stream.transforms.parse_events`, so every
+verdict is Spark's either way: those a check of their value rules out (not
+one object on one line, number words only the reader takes, a very long
+number or deep nesting; see :func:`_trusted`), and those in a span the
+reader refuses (malformed JSON, a number given for a text field, an unusual
+timestamp), which :func:`parse_records` halves until the spans are small.
+No record is parsed by Python code of its own.
 """
 
 from __future__ import annotations
@@ -58,8 +59,8 @@ _INSTANT = pa.timestamp("us", tz="UTC")
 _OBJECT_EDGES = (r"^[ \t]*\{", r"\}[ \t]*$")
 #: A closing brace followed by what no object member or array holds: a second value.
 _AFTER_OBJECT = r"\}[ \t]*[^ \t,}\]]"
-#: Number words the reader takes and Spark's parser rejects.
-_ODD_NUMBERS = r"-NaN|Inf($|[^i])"
+#: Number words the reader takes and Spark's parser rejects, as a value (not in a text).
+_ODD_NUMBERS = r"[:,\[][ \t]*(-?Inf($|[^i])|-NaN)"
 _LF, _CR = ord("\n"), ord("\r")
 #: A time zone offset beyond Java's range, +-18:00.
 _BEYOND_18_HOURS = r"[+-](19|2[0-9]):?[0-9]{2}$|[+-]18:?(0[1-9]|[1-5][0-9])$"
@@ -161,8 +162,8 @@ def _trusted(values: pa.Array) -> np.ndarray:
     Ruled out: a null; a value that does not start and end an object (the
     reader crashes on a line of ``null``), or holds a line end (the reader
     would see two lines), or goes on after an object's end; the number
-    words ``Inf``, ``-Inf`` and ``-NaN``, which the reader takes and Spark
-    does not (``NaN``, ``Infinity`` and ``-Infinity`` both take); a value
+    words ``Inf``, ``-Inf`` and ``-NaN`` as a value, which the reader takes
+    and Spark does not (``NaN``, ``Infinity`` and ``-Infinity`` both take); a value
     long enough to reach the limits of Spark's JSON parser (see
     :func:`_within_limits`). A match inside a JSON string only costs a
     refusal. Invalid UTF-8 is refused by span (:func:`_arrow_parse`).

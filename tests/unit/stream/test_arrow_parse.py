@@ -282,3 +282,10 @@ def test_a_time_of_the_pattern_that_is_no_date_is_an_invalid_timestamp(
     assert by_spark == 1
     assert got["reason"].to_pylist() == [None, "invalid_timestamp"]
     assert got["field"].to_pylist() == [None, field]
+
+
+def test_number_words_in_a_text_are_read_by_arrow(spark: SparkSession) -> None:
+    values = [record(0, p_note="Information on -NaN and Infra"), record(1, p_note="[Inf]")]
+    expected, got, by_spark = both(spark, values)
+    assert_same(expected, got)
+    assert by_spark == 1  # "[Inf]": a text that looks like a value costs a refusal
