@@ -116,6 +116,7 @@ def parse_records(
     """
     if raw.num_rows == 0:
         return schema.empty_table(), 0
+    min_span = max(min_span, 1)  # a span of one is never halved
     raw = raw.combine_chunks()
     trusted = _trusted(raw["value"].chunk(0))
     positions = np.flatnonzero(trusted)
@@ -145,7 +146,8 @@ def parse_records(
     if len(for_spark):
         records = raw.take(pa.array(for_spark))
         parsed = spark_parse(records)
-        if parsed["offset"].to_pylist() != records["offset"].to_pylist():
+        where = ["partition", "offset"]
+        if parsed.select(where).to_pylist() != records.select(where).to_pylist():
             msg = "Spark's parse of the records Arrow refused changed their order"
             raise RuntimeError(msg)
         pieces.append((for_spark, parsed))

@@ -592,7 +592,8 @@ class BatchWriter:
 
         One Spark job reads the records, as Spark's pass-through would, and
         they are parsed with Arrow (:mod:`pulsecast.stream.arrow_parse`;
-        spans Arrow refuses are parsed by Spark, from the collected records):
+        records Arrow is not trusted with are parsed by Spark, from the
+        collected records):
         the columns of :func:`parse_events`, judged by the watermark.
 
         None when batches may hold more than ``stream.driver_commit_rows``
@@ -630,7 +631,7 @@ class BatchWriter:
         )
         if spark_parsed:
             log.info(
-                "stream %s batch %s: %s of %s records parsed by Spark (refused by Arrow's reader)",
+                "stream %s batch %s: %s of %s records parsed by Spark (not trusted to Arrow)",
                 self.stream,
                 batch_id,
                 spark_parsed,
@@ -644,7 +645,7 @@ class BatchWriter:
     def _parse_by_spark(
         self, raw: pa.Table, schema: StructType, carry: tuple[str, ...]
     ) -> pa.Table:
-        """:func:`parse_events` of collected records (a span Arrow refused), collected."""
+        """:func:`parse_events` of collected records (those Arrow refused), collected."""
         frame = self.spark.createDataFrame(raw, schema=schema)
         return parse_events(frame, self.stream, self.spec, carry=carry).toArrow()
 

@@ -236,7 +236,7 @@ def test_a_refused_span_is_halved_until_spark_parses_small_spans(spark: SparkSes
     values[33] = b"null"  # ruled out by its value alone: straight to Spark
     expected, got, by_spark = both(spark, values, min_span=4)
     assert_same(expected, got)
-    # The 39 others: 39 -> 19 -> 9 -> 4 + 5 -> 2 + 3, records 5 and 6 go to Spark.
+    # The 39 others: 39 -> 19 -> 9 -> 4 + 5 -> 2 + 3, records 4 and 5 go to Spark.
     assert by_spark == 1 + 2
 
 
