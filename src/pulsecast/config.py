@@ -384,6 +384,13 @@ class StreamJobSettings(_Section):
     max_offsets_per_trigger: int = Field(
         200_000, ge=1, description="Most Kafka records one micro-batch reads (backpressure)."
     )
+    fetch_max_wait_ms: int = Field(
+        10,
+        ge=0,
+        description="How long the broker may hold the job's Kafka fetches while no newer "
+        "record arrives (Kafka's fetch.max.wait.ms, 500 by default): a micro-batch that reads "
+        "up to the newest records otherwise waits about that long per wave of its tasks.",
+    )
     starting_offsets: Literal["earliest", "latest"] = Field(
         "earliest", description="Where a new job starts reading (a checkpoint wins)."
     )

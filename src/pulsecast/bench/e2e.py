@@ -63,7 +63,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pulsecast.bus.admin import TopicAdmin
-from pulsecast.bus.clients import spark_kafka_options
+from pulsecast.bus.clients import spark_kafka_source_options
 from pulsecast.bus.consumer import end_offsets
 from pulsecast.bus.producer import EventProducer
 from pulsecast.bus.topics import TOPIC_KINDS, TopicSpec, topic_name
@@ -541,11 +541,15 @@ def _give_champion(
 
 
 def _passthrough(spark: SparkSession, settings: Settings, stream: str, total: int) -> float:
-    """Spark's minimal pass-through of the same records: Kafka → Parquet, no parsing."""
+    """Spark's minimal pass-through of the same records: Kafka → Parquet, no parsing.
+
+    It reads with the job's source options (the same fetch wait), so the two
+    read alike.
+    """
     out = settings.data_dir / "bench" / stream / "passthrough"
     query = (
         spark.readStream.format("kafka")
-        .options(**spark_kafka_options(settings))
+        .options(**spark_kafka_source_options(settings))
         .option("subscribe", topic_name(stream, "events"))
         .option("startingOffsets", "earliest")
         .option("maxOffsetsPerTrigger", settings.stream.max_offsets_per_trigger)

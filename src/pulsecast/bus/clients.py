@@ -39,6 +39,7 @@ __all__ = [
     "producer_config",
     "security_config",
     "spark_kafka_options",
+    "spark_kafka_source_options",
 ]
 
 
@@ -195,3 +196,18 @@ def spark_kafka_options(settings: Settings, *, principal: Principal = "stream") 
             "kafka.ssl.keystore.password": read_keystore_password(folder),
         }
     return options
+
+
+def spark_kafka_source_options(settings: Settings) -> dict[str, str]:
+    """:func:`spark_kafka_options` for Spark's Kafka source, with the job's fetch wait.
+
+    A micro-batch ends at the newest record when the job keeps up. Each of its
+    tasks then waits for a fetch the broker holds ``fetch.max.wait.ms`` (500 ms
+    by Kafka's default) for records that are not there yet; Spark runs the
+    tasks in waves (3 partitions on 2 cores: 2), so a batch waited about a
+    second. ``stream.fetch_max_wait_ms`` bounds that wait
+    (``benchmarks/kafka_fetch_wait.py`` measures it).
+    """
+    return spark_kafka_options(settings) | {
+        "kafka.fetch.max.wait.ms": str(settings.stream.fetch_max_wait_ms)
+    }

@@ -63,7 +63,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import functions as F
 
-from pulsecast.bus.clients import spark_kafka_options
+from pulsecast.bus.clients import spark_kafka_options, spark_kafka_source_options
 from pulsecast.bus.topics import topic_name, topic_specs
 from pulsecast.config import Settings, StreamSpec, WindowSpec
 from pulsecast.events.errors import UnknownStreamError
@@ -1256,7 +1256,7 @@ class StreamJob:
         job = self.settings.stream
         source = (
             self.spark.readStream.format("kafka")
-            .options(**spark_kafka_options(self.settings))
+            .options(**spark_kafka_source_options(self.settings))
             .option("subscribe", topic_name(stream, "events"))
             .option("startingOffsets", job.starting_offsets)
             .option("maxOffsetsPerTrigger", job.max_offsets_per_trigger)
