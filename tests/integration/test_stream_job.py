@@ -134,8 +134,8 @@ def test_stream_job_bronze_silver_gold_warehouse_and_dlq(
     appends = [c for c in silver_table.history() if str(c.get("userMetadata")).startswith(tag)]
     assert appends and all(c["engineInfo"].startswith("delta-rs") for c in appends)
     assert f"{tag}{newest}" in {c["userMetadata"] for c in appends}
-    bronze = run_sql(settings, f"SELECT count(*) FROM bronze_{stream}")
-    assert bronze.rows == [(120 + 10 + 2 + 1,)]
+    bronze = run_sql(settings, f"SELECT count(*), min(topic), max(topic) FROM bronze_{stream}")
+    assert bronze.rows == [(120 + 10 + 2 + 1, f"{stream}.events", f"{stream}.events")]
 
     gold = run_sql(
         settings,

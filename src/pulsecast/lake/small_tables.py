@@ -38,6 +38,7 @@ __all__ = [
     "compact",
     "literal",
     "mark_final",
+    "newest_before",
     "newest_tagged",
     "once_properties",
     "quote",
@@ -208,11 +209,15 @@ def read_since(
     *,
     date_column: str,
     crypto: LakeCrypto | None = None,
+    columns: list[str] | None = None,
+    inclusive: bool = False,
 ) -> pa.Table:
     """The table's rows with ``column`` later than ``after`` (all rows if None).
 
     ``date_column`` (the partition column holding ``column``'s date) prunes
-    the files read; with ``crypto`` they are decrypted.
+    the files read; with ``crypto`` they are decrypted. ``columns`` picks
+    the columns read (None: all); with ``inclusive``, rows at ``after`` are
+    read too.
     """
     import pyarrow.dataset as ds
     from deltalake import DeltaTable
@@ -221,11 +226,49 @@ def read_since(
     if crypto is not None:
         dataset = crypto.readable(dataset)
     if after is None:
-        return dataset.to_table()
+        return dataset.to_table(columns=columns)
     instant = after.astimezone(UTC)
+    since = ds.field(column) >= instant if inclusive else ds.field(column) > instant
     return dataset.to_table(
-        filter=(ds.field(date_column) >= instant.date()) & (ds.field(column) > instant)
+        columns=columns, filter=(ds.field(date_column) >= instant.date()) & since
     )
+
+
+def newest_before(
+    uri: str, column: str, *, batch_column: str, before: int, crypto: LakeCrypto | None = None
+) -> datetime | None:
+    """The largest ``column`` among rows whose ``batch_column`` is below ``before``; None if none.
+
+    What ``SELECT max(column) WHERE batch_column < before`` answers, read
+    with delta-rs in bounded memory, most files skipped: the Delta log's
+    statistics give, over the files written wholly before ``before``, a
+    lower bound of the answer (statistics keep milliseconds), and the scan
+    then opens only the files that may hold a row at or past it. A lake
+    without statistics (an encrypted one) is scanned whole, batch by batch.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+    from deltalake import DeltaTable
+
+    table = DeltaTable(uri)
+    where = ds.field(batch_column) < before
+    actions = pa.table(table.get_add_actions(flatten=True))
+    newest, last = f"max.{column}", f"max.{batch_column}"
+    if actions.num_rows and {newest, last} <= set(actions.column_names):
+        whole = actions.filter(pc.less(actions[last], before))[newest]
+        bound = pc.max(whole).as_py() if len(whole) else None
+        if bound is not None:
+            where &= ds.field(column) >= bound
+    dataset = table.to_pyarrow_dataset()
+    if crypto is not None:
+        dataset = crypto.readable(dataset)
+    found = None
+    for batch in dataset.to_batches(columns=[column], filter=where):
+        value = pc.max(batch[column]).as_py() if batch.num_rows else None
+        if value is not None and (found is None or value > found):
+            found = value
+    return found
 
 
 def compact(

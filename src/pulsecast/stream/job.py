@@ -281,9 +281,14 @@ class BatchWriter:
         allowed lateness; read from silver the first time (after a restart).
         """
         if self._max_known_before != batch_id:
-            silver = self.spark.read.format("delta").load(self.tables.silver(self.stream))
-            row = silver.where(F.col("batch_id") < batch_id).agg(F.max("event_time")).first()
-            self._max_event_time = row[0] if row else None
+            newest = small_tables.newest_before(
+                self.tables.silver(self.stream),
+                "event_time",
+                batch_column="batch_id",
+                before=batch_id,
+                crypto=self.crypto,
+            )
+            self._max_event_time = _local(newest)
             self._max_known_before = batch_id
         if self._max_event_time is None:
             return None
@@ -609,7 +614,13 @@ class BatchWriter:
         if self.settings.stream.max_offsets_per_trigger > limit:
             return None, False, 0
         records = batch.select(*RAW_COLUMNS, *(["headers"] if "headers" in carry else []))
-        raw = self._collect(records, "bronze and silver", batch_id, rows=limit)
+        # The query reads one topic: its name is added here rather than collected with
+        # every record (about 0.06 s of a 200,000-record collect).
+        read = [c for c in records.columns if c != "topic"]
+        raw = self._collect(records.select(*read), "bronze and silver", batch_id, rows=limit)
+        if raw is not None:
+            topic = pa.repeat(pa.scalar(topic_name(self.stream, "events")), raw.num_rows)
+            raw = raw.add_column(records.columns.index("topic"), "topic", topic)
         if raw is None or raw.num_rows > limit:
             if raw is not None:
                 log.info(
@@ -784,13 +795,17 @@ class BatchWriter:
     ) -> pa.Table:
         """Ids and times of earlier batches' events not older than ``after``."""
         if self._recent_ids is None:
-            silver = self.spark.read.format("delta").load(uri).where(F.col("batch_id") < batch_id)
-            if after is not None:
-                silver = silver.where(
-                    (F.col("event_date") >= F.lit(after.date()))
-                    & (F.col("event_time") >= F.lit(after))
-                )
-            self._recent_ids = silver.select(*schema.names).toArrow().cast(schema)
+            silver = small_tables.read_since(
+                uri,
+                "event_time",
+                after,
+                date_column="event_date",
+                crypto=self.crypto,
+                columns=[*schema.names, "batch_id"],
+                inclusive=True,
+            )
+            earlier = silver.filter(pc.less(silver["batch_id"], batch_id))
+            self._recent_ids = earlier.select(schema.names).cast(schema)
         return self._recent_ids
 
     def _gold(

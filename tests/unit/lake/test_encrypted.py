@@ -262,3 +262,16 @@ def test_encrypted_replace_reads_every_file_when_the_log_cannot_prune(tmp_path: 
     small_tables.replace(uri, rows(["ab", "b"], [1.0, 2.0]), "TRUE", crypto=crypto)
     small_tables.replace(uri, rows(["ab"], [9.0]), "key LIKE 'a%'", crypto=crypto)
     assert read(uri, crypto)["value"].to_pylist() == [9.0, 2.0]
+
+
+def test_newest_before_reads_an_encrypted_table_without_statistics(tmp_path: Path) -> None:
+    uri, crypto = table(tmp_path), crypto_of(tmp_path)
+    for batch, hour in ((0, 12), (1, 14), (2, 13)):
+        data = rows([MARKER], [1.0], hour=hour)
+        data = data.set_column(5, "batch_id", pa.array([batch], pa.int64()))
+        small_tables.append_once(uri, data, "app", batch, crypto=crypto)
+    newest = small_tables.newest_before
+    got = newest(uri, "window_start", batch_column="batch_id", before=3, crypto=crypto)
+    assert got == datetime(2026, 5, 1, 14, tzinfo=UTC)
+    got = newest(uri, "window_start", batch_column="batch_id", before=1, crypto=crypto)
+    assert got == datetime(2026, 5, 1, 12, tzinfo=UTC)

@@ -108,3 +108,61 @@ def test_newest_tagged_finds_the_newest_tag_past_other_commits(tmp_path: Path) -
     assert small_tables.newest_tagged(uri, "job:") == 2
     assert small_tables.newest_tagged(uri, "job:", recent=2) == 2  # past the newest 2
     assert small_tables.newest_tagged(uri, "other:") is None
+
+
+def batches_table(tmp_path: Path) -> tuple[str, dict[int, datetime]]:
+    """Three appends, batch b's rows at 10:0b:00.000123 to 10:0b:00.000125; then one file
+    compacted from batches 3 and 5 (its rows at 11:00 and 09:00)."""
+    uri = str(tmp_path / "silver")
+    newest: dict[int, datetime] = {}
+    for b in range(3):
+        times = [datetime(2026, 5, 1, 10, b, 0, 123 + i, tzinfo=UTC) for i in range(3)]
+        newest[b] = times[-1]
+        data = pa.table({"batch_id": pa.array([b] * 3, pa.int64()), "event_time": times})
+        write_deltalake(uri, data, mode="append")
+    mixed = pa.table(
+        {
+            "batch_id": pa.array([3, 5], pa.int64()),
+            "event_time": [
+                datetime(2026, 5, 1, 11, tzinfo=UTC),
+                datetime(2026, 5, 1, 9, tzinfo=UTC),
+            ],
+        }
+    )
+    write_deltalake(uri, mixed, mode="append")
+    return uri, newest
+
+
+def test_newest_before_is_the_max_of_earlier_batches(tmp_path: Path) -> None:
+    uri, newest = batches_table(tmp_path)
+    read = small_tables.newest_before
+    assert read(uri, "event_time", batch_column="batch_id", before=0) is None
+    for before in (1, 2, 3):  # to the microsecond, though the log's statistics keep ms
+        assert read(uri, "event_time", batch_column="batch_id", before=before) == newest[before - 1]
+    # Batch 3's row sits in a file that holds batch 5's too: it is read, not its statistics.
+    eleven = datetime(2026, 5, 1, 11, tzinfo=UTC)
+    assert read(uri, "event_time", batch_column="batch_id", before=4) == eleven
+    assert read(uri, "event_time", batch_column="batch_id", before=9) == eleven
+
+
+def test_newest_before_opens_only_files_that_may_hold_it(tmp_path: Path) -> None:
+    uri, newest = batches_table(tmp_path)
+    actions = pa.table(DeltaTable(uri).get_add_actions(flatten=True)).to_pylist()
+    first = next(a["path"] for a in actions if a["max.batch_id"] == 0)
+    (tmp_path / "silver" / first).unlink()  # batch 0's file: its statistics suffice
+    got = small_tables.newest_before(uri, "event_time", batch_column="batch_id", before=3)
+    assert got == newest[2]
+
+
+def test_read_since_reads_the_columns_asked_at_or_after(tmp_path: Path) -> None:
+    uri = str(tmp_path / "p")
+    data = rows(["a", "b", "c"], [1.0, 2.0, 3.0]).append_column(
+        "day", pa.array([datetime(2026, 5, 1).date()] * 3, pa.date32())
+    )
+    write_deltalake(uri, data, partition_by=["day"])
+    after = datetime(2026, 5, 1, 12, 1, tzinfo=UTC)
+    recent = small_tables.read_since(
+        uri, "window_start", after, date_column="day", columns=["key"], inclusive=True
+    )
+    assert recent.column_names == ["key"]
+    assert sorted(recent["key"].to_pylist()) == ["b", "c"]
