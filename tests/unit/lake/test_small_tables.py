@@ -79,12 +79,18 @@ def test_mark_final_sets_only_matching_open_rows(tmp_path: Path) -> None:
     assert result["is_final"].to_pylist() == [True, True, False]
 
 
-def test_read_since_filters_on_the_column(tmp_path: Path) -> None:
+def day_table(tmp_path: Path) -> str:
+    """Rows a, b, c at 12:00, 12:01, 12:02, partitioned by ``day``."""
     uri = str(tmp_path / "p")
     data = rows(["a", "b", "c"], [1.0, 2.0, 3.0]).append_column(
         "day", pa.array([datetime(2026, 5, 1).date()] * 3, pa.date32())
     )
     write_deltalake(uri, data, partition_by=["day"])
+    return uri
+
+
+def test_read_since_filters_on_the_column(tmp_path: Path) -> None:
+    uri = day_table(tmp_path)
     after = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
     recent = small_tables.read_since(uri, "window_start", after, date_column="day")
     assert sorted(recent["key"].to_pylist()) == ["b", "c"]
@@ -155,11 +161,7 @@ def test_newest_before_opens_only_files_that_may_hold_it(tmp_path: Path) -> None
 
 
 def test_read_since_reads_the_columns_asked_at_or_after(tmp_path: Path) -> None:
-    uri = str(tmp_path / "p")
-    data = rows(["a", "b", "c"], [1.0, 2.0, 3.0]).append_column(
-        "day", pa.array([datetime(2026, 5, 1).date()] * 3, pa.date32())
-    )
-    write_deltalake(uri, data, partition_by=["day"])
+    uri = day_table(tmp_path)
     after = datetime(2026, 5, 1, 12, 1, tzinfo=UTC)
     recent = small_tables.read_since(
         uri, "window_start", after, date_column="day", columns=["key"], inclusive=True
