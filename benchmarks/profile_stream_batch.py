@@ -27,6 +27,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from pulsecast.bench.e2e import telemetry_records
+from pulsecast.bus.clients import spark_kafka_source_options
 from pulsecast.config import load_settings
 from pulsecast.logging import configure_logging
 from pulsecast.stream.job import BatchWriter
@@ -76,7 +77,7 @@ def main() -> None:
     )
     warehouse = Warehouse(profiled)
     warehouse.migrate()
-    writer = BatchWriter(spark, profiled, "telemetry", warehouse=warehouse)
+    writer = BatchWriter(spark, profiled, "telemetry", warehouse=warehouse, topic=topic)
     writer.ensure_tables()
     tracker = spark.sparkContext.statusTracker()
     jvm = spark.sparkContext._jvm
@@ -91,7 +92,7 @@ def main() -> None:
         ]
         raw = (
             spark.read.format("kafka")
-            .option("kafka.bootstrap.servers", bootstrap)
+            .options(**spark_kafka_source_options(settings))  # as the job reads
             .option("subscribe", topic)
             .option("startingOffsets", json.dumps(offsets[0]))
             .option("endingOffsets", json.dumps(offsets[1]))

@@ -240,11 +240,13 @@ def newest_before(
     """The largest ``column`` among rows whose ``batch_column`` is below ``before``; None if none.
 
     What ``SELECT max(column) WHERE batch_column < before`` answers, read
-    with delta-rs in bounded memory, most files skipped: the Delta log's
-    statistics give, over the files written wholly before ``before``, a
+    with delta-rs in bounded memory. Where the Delta log keeps both
+    columns' statistics, the files written wholly before ``before`` give a
     lower bound of the answer (statistics keep milliseconds), and the scan
-    then opens only the files that may hold a row at or past it. A lake
-    without statistics (an encrypted one) is scanned whole, batch by batch.
+    then opens only the files that may hold a row at or past it. Without
+    such statistics (files the driver wrote in an encrypted lake, or
+    columns past the ones Delta collects statistics for) it reads every
+    file that may hold rows below ``before``, batch by batch.
     """
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -254,12 +256,14 @@ def newest_before(
     table = DeltaTable(uri)
     where = ds.field(batch_column) < before
     actions = pa.table(table.get_add_actions(flatten=True))
-    newest, last = f"max.{column}", f"max.{batch_column}"
-    if actions.num_rows and {newest, last} <= set(actions.column_names):
-        whole = actions.filter(pc.less(actions[last], before))[newest]
-        bound = pc.max(whole).as_py() if len(whole) else None
+    newest, last, nulls = f"max.{column}", f"max.{batch_column}", f"null_count.{batch_column}"
+    if {newest, last, nulls} <= set(actions.column_names):
+        whole = pc.and_(pc.less(actions[last], before), pc.equal(actions[nulls], 0))
+        bound = pc.max(actions.filter(whole)[newest]).as_py()
         if bound is not None:
             where &= ds.field(column) >= bound
+    elif actions.num_rows:
+        log.info("%s: no statistics of %s and %s in its log: reading it", uri, column, batch_column)
     dataset = table.to_pyarrow_dataset()
     if crypto is not None:
         dataset = crypto.readable(dataset)

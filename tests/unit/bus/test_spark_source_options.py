@@ -25,6 +25,6 @@ def test_source_options_follow_the_setting(tmp_path: Path) -> None:
 
 
 def test_sink_options_carry_no_consumer_setting(tmp_path: Path) -> None:
-    # The sinks (dead letters, scores) write with a producer, which would warn of it.
+    # The dead letters' sink writes with a producer, which would warn of a consumer's setting.
     settings = settings_for(tmp_path, kafka=PORTS)
     assert "kafka.fetch.max.wait.ms" not in spark_kafka_options(settings)

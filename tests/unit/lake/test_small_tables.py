@@ -168,3 +168,15 @@ def test_read_since_reads_the_columns_asked_at_or_after(tmp_path: Path) -> None:
     )
     assert recent.column_names == ["key"]
     assert sorted(recent["key"].to_pylist()) == ["b", "c"]
+
+
+def test_newest_before_when_the_statistics_hold_the_answer(tmp_path: Path) -> None:
+    # Times in whole milliseconds: the log's statistics keep them exactly, so the bound is
+    # the answer, and the file holding it must still be read.
+    uri = str(tmp_path / "ms")
+    for b in range(3):
+        at = datetime(2026, 5, 1, 10, b, 0, 5000, tzinfo=UTC)
+        data = pa.table({"batch_id": pa.array([b, b], pa.int64()), "event_time": [at, at]})
+        write_deltalake(uri, data, mode="append")
+    got = small_tables.newest_before(uri, "event_time", batch_column="batch_id", before=2)
+    assert got == datetime(2026, 5, 1, 10, 1, 0, 5000, tzinfo=UTC)
