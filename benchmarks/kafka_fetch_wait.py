@@ -4,12 +4,12 @@ Needs a running stack (``pulsecast up``). Produces ``--records`` records like
 ``pulsecast bench e2e``'s into a topic of its own (3 partitions; once, reruns
 reuse it), then reads two equal slices of it with Spark's Kafka source and
 Spark's ``noop`` sink (the read alone): the sixth before the last, and the
-last sixth, which ends at each partition's newest record, as a micro-batch
-of a job that keeps up does. Each read is timed with Kafka's
+last sixth, which ends at each partition's newest record with no newer one
+arriving, as a catch-up's last micro-batch does. Each read is timed with Kafka's
 ``fetch.max.wait.ms`` at each of ``--waits`` (500 is Kafka's default, 10 the
 job's ``stream.fetch_max_wait_ms``), alternating, ``--rounds`` times after
 an untimed warm-up round. Prints the medians, or one JSON object with
-``--json``.
+``--json``. A plain stack (not ``--secure``), as ``profile_stream_batch.py``.
 
     .venv/bin/python benchmarks/kafka_fetch_wait.py [--records N] [--rounds R] [--waits 500,10]
 """

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 import tempfile
 import time
 
@@ -49,7 +50,7 @@ def produce(bootstrap: str, topic: str, count: int) -> None:
             except BufferError:
                 producer.poll(0.05)
     producer.flush()
-    print(f"produced {count:,} records into {topic}")
+    print(f"produced {count:,} records into {topic}", file=sys.stderr)
 
 
 def main() -> None:

@@ -201,11 +201,13 @@ def spark_kafka_options(settings: Settings, *, principal: Principal = "stream") 
 def spark_kafka_source_options(settings: Settings) -> dict[str, str]:
     """:func:`spark_kafka_options` for Spark's Kafka source, with the job's fetch wait.
 
-    A micro-batch ends at the newest record when the job keeps up. Each of its
-    tasks then waits for a fetch the broker holds ``fetch.max.wait.ms`` (500 ms
-    by Kafka's default) for records that are not there yet; Spark runs the
-    tasks in waves (3 partitions on 2 cores: 2), so a batch waited about a
-    second. ``stream.fetch_max_wait_ms`` bounds that wait
+    A read that ends at the newest records, when no newer ones arrive (a
+    catch-up's last batch), leaves each of its tasks waiting for a fetch the
+    broker holds ``fetch.max.wait.ms`` (500 ms by Kafka's default) for records
+    that are not there; Spark runs the tasks in waves (3 partitions on 2
+    cores: 2), so such a batch waited about a second. (The broker answers a
+    held fetch as soon as records arrive, so a stream that keeps coming
+    hardly waits.) ``stream.fetch_max_wait_ms`` bounds that wait
     (``benchmarks/kafka_fetch_wait.py`` measures it).
     """
     return spark_kafka_options(settings) | {

@@ -257,13 +257,24 @@ def newest_before(
     where = ds.field(batch_column) < before
     actions = pa.table(table.get_add_actions(flatten=True))
     newest, last, nulls = f"max.{column}", f"max.{batch_column}", f"null_count.{batch_column}"
-    if {newest, last, nulls} <= set(actions.column_names):
+    stats = {newest, last, nulls} <= set(actions.column_names)
+    if stats:
         whole = pc.and_(pc.less(actions[last], before), pc.equal(actions[nulls], 0))
         bound = pc.max(actions.filter(whole)[newest]).as_py()
         if bound is not None:
             where &= ds.field(column) >= bound
-    elif actions.num_rows:
-        log.info("%s: no statistics of %s and %s in its log: reading it", uri, column, batch_column)
+    # Files that may hold rows the bound says nothing of (an empty file holds none).
+    counts = (
+        actions["num_records"]
+        if "num_records" in actions.column_names
+        else pa.nulls(actions.num_rows, pa.int64())
+    )
+    unknown = pc.fill_null(pc.greater(counts, 0), True)
+    if stats:
+        unknown = pc.and_(unknown, pc.is_null(actions[last]))
+    files = pc.sum(pc.cast(unknown, pa.int64())).as_py() or 0
+    if files:
+        log.info("%s: %s files with no statistics of %s: reading them", uri, files, batch_column)
     dataset = table.to_pyarrow_dataset()
     if crypto is not None:
         dataset = crypto.readable(dataset)

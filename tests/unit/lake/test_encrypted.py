@@ -270,6 +270,8 @@ def test_newest_before_reads_an_encrypted_table_without_statistics(tmp_path: Pat
         data = rows([MARKER], [1.0], hour=hour)
         data = data.set_column(5, "batch_id", pa.array([batch], pa.int64()))
         small_tables.append_once(uri, data, "app", batch, crypto=crypto)
+    log = pa.table(DeltaTable(uri).get_add_actions(flatten=True))
+    assert log["max.batch_id"].null_count == log.num_rows  # every file below the batch is read
     newest = small_tables.newest_before
     got = newest(uri, "window_start", batch_column="batch_id", before=3, crypto=crypto)
     assert got == datetime(2026, 5, 1, 14, tzinfo=UTC)
