@@ -380,7 +380,13 @@ def _default_windows() -> list[WindowSpec]:
 class StreamJobSettings(_Section):
     """The streaming job: cadence, backpressure, lateness."""
 
-    trigger_interval_s: float = Field(1.0, gt=0, description="Micro-batch trigger interval.")
+    trigger_interval_s: float = Field(
+        1.0,
+        ge=0,
+        description="Micro-batch trigger interval: a batch starts at most this often, so a "
+        "catch-up reads at most max_offsets_per_trigger records per interval (0: each batch "
+        "as soon as the last one ends, Spark's default).",
+    )
     max_offsets_per_trigger: int = Field(
         200_000, ge=1, description="Most Kafka records one micro-batch reads (backpressure)."
     )

@@ -366,3 +366,39 @@ def test_a_batch_larger_than_the_driver_commit_limit_is_appended_by_spark(
         assert len(engines) == 1 and engines[0].startswith("Apache-Spark")
     silver = run_sql(settings, f"SELECT count(*) FROM silver_{stream}").rows
     assert silver == [(5,)]
+
+
+def test_a_catch_up_reads_each_next_batch_ahead_and_loses_nothing(
+    spark: SparkSession, stream_factory: StreamFactory, tmp_path: Path
+) -> None:
+    """A backlog of many batches, run back to back: batches after the first are read ahead."""
+    base, stream = stream_factory()
+    settings = job_settings(base, tmp_path, max_offsets_per_trigger=300, trigger_interval_s=0.0)
+    events = [
+        telemetry_event(f"m-{i % 7}", when=T0 + timedelta(milliseconds=50 * i), event_id=f"e{i}")
+        for i in range(1_800)
+    ]
+    with EventProducer(settings) as producer:
+        assert producer.send(stream, events[:900]).accepted == 900
+        producer.send(stream, events[:30])  # duplicates of earlier batches' events
+        assert producer.send(stream, events[900:]).accepted == 900
+    produce_raw(settings, stream, [("m-9", b'{"event_time": "2026-05-01T12:00:00Z"')])
+
+    stats = StreamJob(spark, settings, streams=[stream]).run(until_idle=True, max_seconds=240)[
+        stream
+    ]
+    assert stats.records == 1_831
+    assert stats.batches >= 7
+    assert stats.read_ahead >= stats.batches - 2  # all but the first (and maybe a last)
+    assert stats.valid == 1_830
+    assert stats.rejected == {"malformed_json": 1}
+    silver = run_sql(settings, f"SELECT count(*), count(DISTINCT event_id) FROM silver_{stream}")
+    assert silver.rows == [(1_800, 1_800)]
+    # Every record once in bronze: no offset of a partition read twice or skipped.
+    bronze = run_sql(
+        settings,
+        f'SELECT partition, count(*), count(DISTINCT "offset"), max("offset") + 1 '
+        f"FROM bronze_{stream} GROUP BY partition",
+    )
+    assert sum(row[1] for row in bronze.rows) == 1_831
+    assert all(row[1] == row[2] == row[3] for row in bronze.rows)

@@ -91,7 +91,7 @@ def parse_records(
     spark_parse: SparkParse,
     schema: pa.Schema,
     min_span: int = MIN_SPAN,
-) -> tuple[pa.Table, int]:
+) -> tuple[pa.Table, np.ndarray]:
     """Every record of ``raw`` parsed and judged, as ``parse_events`` collected would be.
 
     Records that a check of their own value rules out (see :func:`_trusted`)
@@ -112,10 +112,10 @@ def parse_records(
 
     Returns:
         The parse, a row per record in ``raw``'s order, with ``schema``'s
-        columns; and how many records Spark parsed.
+        columns; and the positions (in ``raw``) of the records Spark parsed.
     """
     if raw.num_rows == 0:
-        return schema.empty_table(), 0
+        return schema.empty_table(), np.array([], np.int64)
     min_span = max(min_span, 1)  # a span of one is never halved
     raw = raw.combine_chunks()
     trusted = _trusted(raw["value"].chunk(0))
@@ -157,7 +157,7 @@ def parse_records(
     table = pa.concat_tables([piece.select(schema.names).cast(schema) for _, piece in pieces])
     if not np.array_equal(order, np.arange(raw.num_rows)):
         table = table.take(pa.array(np.argsort(order, kind="stable")))
-    return table.combine_chunks(), len(for_spark)
+    return table.combine_chunks(), np.sort(for_spark)
 
 
 def _trusted(values: pa.Array) -> np.ndarray:
@@ -174,8 +174,12 @@ def _trusted(values: pa.Array) -> np.ndarray:
     """
     text = pc.cast(values, pa.string(), safe=False)
     ok = pc.is_valid(values)
-    for edge in _OBJECT_EDGES:
-        ok = pc.and_(ok, pc.match_substring_regex(text, edge))
+    for edge, plain in zip(_OBJECT_EDGES, (pc.starts_with, pc.ends_with), strict=True):
+        # Most values start and end with the braces themselves: the pattern (which
+        # allows blanks around them) is matched only when some value does not.
+        at_edge = pc.fill_null(plain(text, "{" if plain is pc.starts_with else "}"), True)
+        if not pc.all(at_edge).as_py():
+            ok = pc.and_(ok, pc.match_substring_regex(text, edge))
     ok = pc.and_(ok, pc.invert(pc.match_substring_regex(text, _AFTER_OBJECT)))
     # The rarer checks run only when some value holds the bytes they look for.
     data = np.frombuffer(values.buffers()[2] or b"", np.uint8)
@@ -280,8 +284,11 @@ def _instants(
         # read leniently), but Spark reads some of them, and its instant is kept.
         if not pc.all(pc.match_substring_regex(text, RFC3339), min_count=0).as_py():
             return None
-        if pc.any(pc.match_substring_regex(text, _BEYOND_18_HOURS)).as_py():
-            return None  # Arrow reads offsets up to 23:59, Java up to 18:00
+        # Arrow reads offsets up to 23:59, Java up to 18:00 (texts in UTC, ending in Z,
+        # the usual case, have none to check).
+        in_utc = pc.all(pc.fill_null(pc.ends_with(text, "Z"), True)).as_py()
+        if not in_utc and pc.any(pc.match_substring_regex(text, _BEYOND_18_HOURS)).as_py():
+            return None
         try:
             parsed[name] = pc.cast(text, _INSTANT)
         except pa.ArrowInvalid:
