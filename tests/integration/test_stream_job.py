@@ -381,8 +381,10 @@ def test_a_catch_up_reads_each_next_batch_ahead_and_loses_nothing(
     with EventProducer(settings) as producer:
         assert producer.send(stream, events[:900]).accepted == 900
         producer.send(stream, events[:30])  # duplicates of earlier batches' events
-        assert producer.send(stream, events[900:]).accepted == 900
+    # Mid-stream, in a batch read ahead: Spark parses its span on the read ahead's thread.
     produce_raw(settings, stream, [("m-9", b'{"event_time": "2026-05-01T12:00:00Z"')])
+    with EventProducer(settings) as producer:
+        assert producer.send(stream, events[900:]).accepted == 900
 
     stats = StreamJob(spark, settings, streams=[stream]).run(until_idle=True, max_seconds=240)[
         stream
@@ -392,6 +394,7 @@ def test_a_catch_up_reads_each_next_batch_ahead_and_loses_nothing(
     assert stats.read_ahead >= stats.batches - 2  # all but the first (and maybe a last)
     assert stats.valid == 1_830
     assert stats.rejected == {"malformed_json": 1}
+    assert 0 < stats.parsed_by_spark < 400  # the malformed record's span, one batch at most
     silver = run_sql(settings, f"SELECT count(*), count(DISTINCT event_id) FROM silver_{stream}")
     assert silver.rows == [(1_800, 1_800)]
     # Every record once in bronze: no offset of a partition read twice or skipped.

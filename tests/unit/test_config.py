@@ -150,3 +150,10 @@ def test_settings_are_frozen() -> None:
     settings = load_settings()
     with pytest.raises(ValueError, match="frozen"):
         settings.kafka.port = 1  # type: ignore[misc]
+
+
+def test_a_trigger_interval_of_0_runs_batches_back_to_back(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, "[stream]\ntrigger_interval_s = 0\n"))
+    assert settings.stream.trigger_interval_s == 0
+    with pytest.raises(ConfigError, match=r"stream\.trigger_interval_s = -1"):
+        load_settings(write(tmp_path, "[stream]\ntrigger_interval_s = -1\n"))

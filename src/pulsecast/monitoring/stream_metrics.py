@@ -41,6 +41,7 @@ from pulsecast.monitoring import metrics as m
 __all__ = [
     "PrometheusStreamListener",
     "kafka_lag",
+    "note_read_ahead",
     "record_batch",
     "record_progress",
     "serve_metrics",
@@ -49,6 +50,12 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _NO_WATERMARK = 0.0
+#: Records of batches read ahead by the job, by query and batch id (note_read_ahead).
+_READ_AHEAD: dict[tuple[str, int], int] = {}
+_READ_AHEAD_KEPT = 1_000
+#: The start of each query's previous progress (an input rate's interval).
+_LAST_STARTED: dict[str, float] = {}
+_READ_AHEAD_LOCK = threading.Lock()
 
 
 def _epoch_s(stamp: str) -> float:
@@ -103,6 +110,21 @@ def kafka_lag(source: Mapping[str, Any]) -> dict[tuple[str, str], int]:
     return lag
 
 
+def note_read_ahead(query: str, batch_id: int, records: int) -> None:
+    """Batch ``batch_id`` of ``query`` had ``records`` records, read ahead by the job.
+
+    Spark's progress counts the rows its own read of a batch produced, and
+    the job does not read a batch it read ahead again
+    (:mod:`pulsecast.stream.read_ahead`): its progress says 0 rows.
+    :func:`record_progress` counts these records for it instead. The notes
+    of the newest batches are kept (a progress may never come for one).
+    """
+    with _READ_AHEAD_LOCK:
+        _READ_AHEAD[(query, batch_id)] = records
+        while len(_READ_AHEAD) > _READ_AHEAD_KEPT:
+            del _READ_AHEAD[next(iter(_READ_AHEAD))]
+
+
 def record_progress(progress: Mapping[str, Any]) -> str:
     """Update the streaming metrics from one micro-batch's progress.
 
@@ -114,11 +136,24 @@ def record_progress(progress: Mapping[str, Any]) -> str:
     """
     query = str(progress.get("name") or progress.get("id"))
     started = _epoch_s(str(progress["timestamp"]))  # first: a bad progress records nothing
-    m.STREAM_INPUT_ROWS.labels(query).inc(int(_number(progress.get("numInputRows"))))
-    m.STREAM_INPUT_ROWS_PER_SECOND.labels(query).set(_number(progress.get("inputRowsPerSecond")))
-    m.STREAM_PROCESSED_ROWS_PER_SECOND.labels(query).set(
-        _number(progress.get("processedRowsPerSecond"))
-    )
+    rows = int(_number(progress.get("numInputRows")))
+    input_rate = _number(progress.get("inputRowsPerSecond"))
+    processed_rate = _number(progress.get("processedRowsPerSecond"))
+    with _READ_AHEAD_LOCK:
+        read_ahead = _READ_AHEAD.pop((query, int(_number(progress.get("batchId", -1)))), 0)
+        previous = _LAST_STARTED.get(query)
+        _LAST_STARTED[query] = started
+    if read_ahead and not rows:
+        # Spark did not read the batch itself (see note_read_ahead): its rates, from the
+        # batch's records, as Spark computes them from its own count.
+        rows = read_ahead
+        took = _number((progress.get("durationMs") or {}).get("triggerExecution")) / 1000
+        processed_rate = rows / took if took > 0 else 0.0
+        since = started - previous if previous is not None else 0.0
+        input_rate = rows / since if since > 0 else processed_rate
+    m.STREAM_INPUT_ROWS.labels(query).inc(rows)
+    m.STREAM_INPUT_ROWS_PER_SECOND.labels(query).set(input_rate)
+    m.STREAM_PROCESSED_ROWS_PER_SECOND.labels(query).set(processed_rate)
     m.STREAM_BATCH_SECONDS.labels(query).observe(_number(progress.get("batchDuration")) / 1000)
     m.STREAM_LAST_PROGRESS.labels(query).set(started)
     watermark = (progress.get("eventTime") or {}).get("watermark")

@@ -84,6 +84,7 @@ from pulsecast.lake.tables import (
 from pulsecast.monitoring.correlation import CORRELATION_HEADER, MAX_LOGGED_IDS
 from pulsecast.monitoring.stream_metrics import (
     PrometheusStreamListener,
+    note_read_ahead,
     record_batch,
     serve_metrics,
 )
@@ -142,6 +143,9 @@ _FOLD_AT = 4
 _PANE_ID = ["key", "metric", "pane_start"]
 #: The column of each record's correlation ids in the collected verdicts.
 _CORRELATION = "_correlation"
+#: Records gone from Kafka (retention) are skipped, not a failed query (the query's
+#: reads and the read ahead's alike).
+_FAIL_ON_DATA_LOSS = "false"
 #: What Spark's errors say when a result does not fit the driver.
 _TOO_LARGE_FOR_DRIVER = ("spark.driver.maxResultSize", "TaskResultLost", "OutOfMemoryError")
 
@@ -219,7 +223,9 @@ class BatchWriter:
             the driver is given its name rather than collecting it per record.
         checkpoint: The query's checkpoint location, when a streaming query
             calls it: while the stream is behind, each batch's successor is
-            then read ahead (:mod:`pulsecast.stream.read_ahead`).
+            then read ahead (:mod:`pulsecast.stream.read_ahead`), when
+            batches are parsed in the driver (``max_offsets_per_trigger``
+            within ``driver_commit_rows``).
     """
 
     def __init__(
@@ -635,10 +641,13 @@ class BatchWriter:
     ) -> tuple[pa.Table | None, bool, int]:
         """A small batch's records collected, parsed and judged in the driver, or None.
 
-        One Spark job reads the records, as Spark's pass-through would, and
-        they are parsed with Arrow (:mod:`pulsecast.stream.arrow_parse`;
-        records Arrow is not trusted with are parsed by Spark, from the
-        collected records):
+        One Spark job reads the records, as Spark's pass-through would (or
+        they were read and parsed ahead, while the batch before was
+        processed: :mod:`pulsecast.stream.read_ahead`; such a batch is
+        Spark's planned one, of about ``max_offsets_per_trigger`` records,
+        shared among partitions), and they are parsed with Arrow
+        (:mod:`pulsecast.stream.arrow_parse`; records Arrow is not trusted
+        with are parsed by Spark, from the collected records):
         the columns of :func:`parse_events`, judged by the watermark.
 
         None when batches may hold more than ``stream.driver_commit_rows``
@@ -668,6 +677,7 @@ class BatchWriter:
         taken = self.read_ahead.take(batch_id) if self.read_ahead is not None else None
         if taken is not None:
             self.stats.read_ahead += 1
+            note_read_ahead(query_name(self.stream), batch_id, taken[0].num_rows)
             if self.read_ahead is not None:
                 self.read_ahead.start_after(batch_id, prepare)
             parsed, spark_rows = taken
@@ -727,7 +737,7 @@ class BatchWriter:
             )
             .option("endingOffsets", json.dumps({self.topic: {str(p): end[p] for p in partitions}}))
             .option("includeHeaders", str("headers" in self._raw_columns).lower())
-            .option("failOnDataLoss", "false")
+            .option("failOnDataLoss", _FAIL_ON_DATA_LOSS)  # as the query reads
             # One group for every read ahead of the stream: its tasks reuse Spark's pooled
             # consumers (the reads never overlap; they assign partitions, no group joins).
             .option("kafka.group.id", self._read_ahead_group)
@@ -754,12 +764,13 @@ class BatchWriter:
         return f"pulsecast-stream-{self.stream}-read-ahead"
 
     def close(self) -> None:
-        """Let go of the read ahead (its Spark read, its Kafka client)."""
-        if self.read_ahead is not None:
-            self.read_ahead.drop()
-        if self._offsets is not None:
-            self._offsets.close()
-            self._offsets = None
+        """Let go of the read ahead (its Spark read, its Kafka client), after any batch."""
+        with self.lock:
+            if self.read_ahead is not None:
+                self.read_ahead.drop()
+            if self._offsets is not None:
+                self._offsets.close()
+                self._offsets = None
 
     def _parse_by_spark(
         self, raw: pa.Table, schema: StructType, carry: tuple[str, ...]
@@ -1227,6 +1238,11 @@ class _Background:
         return self._ended_at
 
 
+def query_name(stream: str) -> str:
+    """The name of ``stream``'s query into the lake and the warehouse."""
+    return f"pulsecast-{stream}"
+
+
 def gold_partitions(first: datetime, last: datetime) -> str:
     """Gold's partition terms for windows starting from ``first`` to ``last``.
 
@@ -1390,12 +1406,12 @@ class StreamJob:
             .option("subscribe", topic_name(stream, "events"))
             .option("startingOffsets", job.starting_offsets)
             .option("maxOffsetsPerTrigger", job.max_offsets_per_trigger)
-            .option("failOnDataLoss", "false")
+            .option("failOnDataLoss", _FAIL_ON_DATA_LOSS)
             .option("includeHeaders", "true")  # the correlation ids of the batch log
             .load()
         )
         self.queries[stream] = (
-            source.writeStream.queryName(f"pulsecast-{stream}")
+            source.writeStream.queryName(query_name(stream))
             .foreachBatch(self.writers[stream])
             .option("checkpointLocation", self.writers[stream].checkpoint)
             .trigger(processingTime=f"{job.trigger_interval_s:g} seconds")

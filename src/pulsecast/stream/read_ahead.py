@@ -3,10 +3,11 @@
 A micro-batch collected in the driver spends most of its time there, in
 Python (parse, silver, gold), while Spark's tasks and one of the two cores
 wait; its collect, Spark's Kafka read, then waits for the driver. When the
-stream is behind by a batch or more, the next batch's records are already
-known: Spark's Kafka source plans a batch from where the last one ended up
-to ``maxOffsetsPerTrigger`` records, shared among the partitions by their
-backlog (:func:`rate_limited_ends`). So, right after a batch's records are
+stream is behind (by a quarter batch or more, see ``min_records``), the
+next batch's records are already known: Spark's Kafka source plans a batch
+from where the last one ended up to ``maxOffsetsPerTrigger`` records,
+shared among the partitions by their backlog (:func:`rate_limited_ends`).
+So, right after a batch's records are
 collected, :class:`ReadAhead` reads the next batch's likely records with a
 Spark batch read on a thread of its own, and parses them there (the parse
 depends on nothing the batch before changes; the watermark's judgement
@@ -15,8 +16,13 @@ the batch's actual offsets, read from the query's offset log (which Spark
 writes before it runs the batch), and reads and parses any records the
 guess missed. The batch is the same either way: the records at given
 offsets of a Kafka partition never change, and the offsets are Spark's.
-Whatever goes wrong (no log, a failed read, other partitions) leaves the
-batch to its own collect.
+Whatever goes wrong (no log, a failed read, other partitions) is logged and
+leaves the batch to its own collect: a read ahead never fails a batch.
+
+Spark's progress reports count the rows its own reads of a batch produced,
+and a batch read ahead is not read again:
+:func:`pulsecast.monitoring.stream_metrics.note_read_ahead` gives the
+listener the batch's records instead.
 """
 
 from __future__ import annotations
@@ -75,7 +81,7 @@ class OffsetRange:
         return sum(max(self.end[p] - self.start.get(p, self.end[p]), 0) for p in self.end)
 
 
-def rate_limited_ends(start: Offsets, latest: Offsets, limit: int) -> Offsets:
+def rate_limited_ends(start: Offsets, latest: Offsets, *, limit: int) -> Offsets:
     """The ends Spark's Kafka source gives a batch from ``start`` of at most ``limit`` records.
 
     As ``KafkaMicroBatchStream.rateLimit``: ``limit`` shared among the
@@ -115,15 +121,15 @@ def offset_log_ends(text: str, topic: str) -> Offsets | None:
     return None
 
 
-def in_range(records: pa.Table, start: Offsets, end: Offsets) -> np.ndarray:
-    """Which rows of ``records`` (``partition``, ``offset``) lie within ``start`` up to ``end``."""
+def in_range(records: pa.Table, span: OffsetRange) -> np.ndarray:
+    """Which rows of ``records`` (``partition``, ``offset``) lie within ``span``."""
     if records.num_rows == 0:
         return np.zeros(0, bool)
-    size = max(max(start, default=0), max(end, default=0)) + 1
+    size = max(max(span.start, default=0), max(span.end, default=0)) + 1
     low = np.full(size, np.iinfo(np.int64).max, np.int64)  # partitions outside: no row
     high = np.full(size, np.iinfo(np.int64).min, np.int64)
-    for p, stop in end.items():
-        low[p], high[p] = start.get(p, stop), stop
+    for p, stop in span.end.items():
+        low[p], high[p] = span.start.get(p, stop), stop
     partition = records["partition"].to_numpy()
     offset = records["offset"].to_numpy()
     known = partition < size
@@ -133,7 +139,7 @@ def in_range(records: pa.Table, start: Offsets, end: Offsets) -> np.ndarray:
 
 @dataclass
 class _Pending:
-    """A read of ``span`` under way (or done: ``records``, or ``error``)."""
+    """A read of ``span`` under way (or done: its ``parsed`` records, or an ``error``)."""
 
     after: int  # the batch it follows
     span: OffsetRange
@@ -176,6 +182,7 @@ class ReadAhead:
         self.min_records = min_records
         self._ends: dict[int, Offsets] = {}  # batch id → its end offsets, as logged
         self._pending: _Pending | None = None
+        self._unreadable = False  # the offset log's form is unknown (said once)
         #: Batches whose records came from a read ahead (wholly or in part).
         self.used = 0
 
@@ -186,63 +193,47 @@ class ReadAhead:
         batch's records, in the read's order; records of the batch's range
         that the read ahead did not reach are read and parsed now. None (the
         caller collects the batch) when there was no read ahead for this
-        batch, it failed, or the offset log does not give the batch's range.
+        batch, it failed, or the offset log does not give the batch's range;
+        a failure is logged, never raised.
         """
         pending, self._pending = self._pending, None
         if pending is None:
             return None
         pending.thread.join()
-        if pending.after != batch_id - 1:
+        if pending.error is not None:
+            self._warn(f"the read ahead of batch {batch_id} failed", pending.error, batch_id)
             return None
-        span = self._range(batch_id)
-        if pending.error is not None or pending.parsed is None:
-            log.warning("read ahead of batch %s failed: %s", batch_id, pending.error)
+        if pending.after != batch_id - 1 or pending.parsed is None:
             return None
-        if span is None:
+        try:
+            taken = self._taken(pending, batch_id)
+        except Exception as exc:
+            self._warn(f"the read ahead of batch {batch_id} was not used", exc, batch_id)
             return None
-        if set(span.end) != set(pending.span.start) or any(
-            span.start.get(p) != pending.span.start[p] for p in span.end
-        ):
-            return None  # not the range it was read for (other partitions, or a replan)
-        parsed, spark_rows = pending.parsed
-        keep = in_range(parsed, span.start, span.end)
-        if not keep.all():
-            parsed = parsed.filter(pa.array(keep))
-            renumbered = np.cumsum(keep) - 1
-            spark_rows = renumbered[spark_rows[keep[spark_rows]]]
-        # What the read ahead did not reach (the stream grew unevenly meanwhile).
-        reached = {p: min(max(pending.span.end[p], span.start[p]), span.end[p]) for p in span.end}
-        missing = OffsetRange(reached, span.end)
-        if missing.size:
-            more, more_rows = pending.prepare(self.read(missing.start, missing.end))
-            spark_rows = np.concatenate([spark_rows, more_rows + parsed.num_rows])
-            parsed = pa.concat_tables([parsed, more.cast(parsed.schema)])
-        self.used += 1
-        return parsed, spark_rows
+        if taken is not None:
+            self.used += 1
+        return taken
 
     def start_after(self, batch_id: int, prepare: Prepare) -> None:
         """Batch ``batch_id``'s records are in: read (and ``prepare``) the next batch's.
 
-        Only if the stream is behind by ``min_records`` or more.
+        Only if the stream is behind by ``min_records`` or more; a failure to
+        tell is logged, never raised.
         """
-        end = self._end(batch_id)
-        if end is None:
+        try:
+            span = self._next_span(batch_id)
+        except Exception as exc:
+            self._warn(f"no read ahead after batch {batch_id}", exc, batch_id)
             return
-        latest = self.latest(sorted(end))
-        behind = OffsetRange(end, latest).size
-        if behind < self.min_records:
+        if span is None:
             return
-        ends = rate_limited_ends(end, latest, self.limit)
-        # A little more than the guess: the stream may grow unevenly before Spark plans.
-        margin = math.ceil(_MARGIN * self.limit / max(len(ends), 1))
-        span = OffsetRange(end, {p: min(latest[p], e + margin) for p, e in ends.items()})
         self._forget()
         pending = _Pending(batch_id, span, prepare, threading.Thread())
 
         def run() -> None:
             try:
                 pending.parsed = prepare(self.read(span.start, span.end))
-            except BaseException as exc:  # reported when the batch comes
+            except BaseException as exc:  # logged when the batch comes (or it is dropped)
                 pending.error = exc
 
         from pyspark import InheritableThread
@@ -256,10 +247,62 @@ class ReadAhead:
         self._forget()
         self._ends.clear()
 
+    def _taken(self, pending: _Pending, batch_id: int) -> tuple[pa.Table, np.ndarray] | None:
+        span = self._range(batch_id)
+        if span is None:
+            return None
+        if set(span.end) != set(pending.span.start) or any(
+            span.start.get(p) != pending.span.start[p] for p in span.end
+        ):
+            return None  # not the range it was read for (other partitions, or a replan)
+        assert pending.parsed is not None  # noqa: S101 (checked by the caller)
+        parsed, spark_rows = pending.parsed
+        keep = in_range(parsed, span)
+        if not keep.all():
+            parsed = parsed.filter(pa.array(keep))
+            renumbered = np.cumsum(keep) - 1
+            spark_rows = renumbered[spark_rows[keep[spark_rows]]]
+        # What the read ahead did not reach (the stream grew unevenly meanwhile).
+        reached = {p: min(max(pending.span.end[p], span.start[p]), span.end[p]) for p in span.end}
+        missing = OffsetRange(reached, span.end)
+        if missing.size:
+            more, more_rows = pending.prepare(self.read(missing.start, missing.end))
+            spark_rows = np.concatenate([spark_rows, more_rows + parsed.num_rows])
+            parsed = pa.concat_tables([parsed, more.cast(parsed.schema)])
+        return parsed, spark_rows
+
+    def _next_span(self, batch_id: int) -> OffsetRange | None:
+        """What to read after batch ``batch_id``: None if the stream is not behind enough."""
+        this = self._range(batch_id)
+        if this is not None and this.size < self.min_records:
+            return None  # the stream was nearly caught up when this batch was planned
+        end = self._end(batch_id)
+        if end is None:
+            return None
+        latest = self.latest(sorted(end))
+        if OffsetRange(end, latest).size < self.min_records:
+            return None
+        ends = rate_limited_ends(end, latest, limit=self.limit)
+        # A little more than the guess: the stream may grow unevenly before Spark plans.
+        margin = math.ceil(_MARGIN * self.limit / max(len(ends), 1))
+        return OffsetRange(end, {p: min(latest[p], e + margin) for p, e in ends.items()})
+
     def _forget(self) -> None:
         pending, self._pending = self._pending, None
         if pending is not None:
             pending.thread.join()
+            if pending.error is not None:
+                self._warn("a read ahead not used failed", pending.error, pending.after + 1)
+
+    def _warn(self, what: str, error: BaseException, batch_id: int) -> None:
+        log.warning(
+            "%s %s: %s (the batch is collected instead)",
+            self.topic,
+            what,
+            next(iter(str(error).strip().splitlines()), type(error).__name__),
+            exc_info=error,
+            extra={"topic": self.topic, "batch_id": batch_id},
+        )
 
     def _range(self, batch_id: int) -> OffsetRange | None:
         start, end = self._end(batch_id - 1), self._end(batch_id)
@@ -273,6 +316,15 @@ class ReadAhead:
             text = self.read_log(batch_id)
             ends = None if text is None else offset_log_ends(text, self.topic)
             if ends is None:
+                if text is not None and not self._unreadable:
+                    self._unreadable = True
+                    log.warning(
+                        "%s: the query's offset log does not give batch %s's offsets in a "
+                        "form known here; its batches are collected, not read ahead",
+                        self.topic,
+                        batch_id,
+                        extra={"topic": self.topic, "batch_id": batch_id},
+                    )
                 return None
             self._ends = {b: e for b, e in self._ends.items() if b >= batch_id - 1}
             self._ends[batch_id] = ends

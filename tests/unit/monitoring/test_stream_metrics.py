@@ -18,6 +18,7 @@ from pyspark.sql.streaming.listener import (
 from pulsecast.monitoring.stream_metrics import (
     PrometheusStreamListener,
     kafka_lag,
+    note_read_ahead,
     record_batch,
     record_progress,
 )
@@ -130,6 +131,27 @@ def test_record_progress_of_an_empty_batch_without_watermark_or_state() -> None:
     assert value("pulsecast_stream_input_rows_per_second", **q) == 0.0
     assert value("pulsecast_stream_processed_rows_per_second", **q) == 0.0
     assert value("pulsecast_stream_watermark_delay_seconds", **q) is None
+
+
+def test_a_batch_read_ahead_counts_its_records_not_sparks_zero() -> None:
+    """Spark's progress of a batch the job read ahead says 0 rows: the job's count wins."""
+    query = f"pulsecast-q{uuid.uuid4().hex[:8]}"
+    first = progress_sample(query)
+    record_progress(first)  # batch 17, 4,000 rows read by Spark itself
+    ahead = copy.deepcopy(first)
+    ahead |= {
+        "batchId": 18,
+        "timestamp": "2026-11-28T05:00:02.000Z",  # 2 s after the one before
+        "numInputRows": 0,
+        "inputRowsPerSecond": 0.0,
+        "processedRowsPerSecond": 0.0,
+    }
+    note_read_ahead(query, 18, 3_000)
+    note_read_ahead(query, 99, 5)  # another batch's note: not this one's
+    record_progress(ahead)
+    assert value("pulsecast_stream_input_rows_total", query=query) == 4_000 + 3_000
+    assert value("pulsecast_stream_input_rows_per_second", query=query) == 3_000 / 2
+    assert value("pulsecast_stream_processed_rows_per_second", query=query) == 3_000 / 1.5
 
 
 def test_kafka_lag_reads_offsets_as_json_strings_and_ignores_other_sources() -> None:

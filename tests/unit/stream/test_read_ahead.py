@@ -52,21 +52,27 @@ def _pairs(table: pa.Table) -> set[tuple[int, int]]:
 def test_rate_limit_shares_the_limit_by_backlog_as_spark_does() -> None:
     start = {0: 0, 1: 100, 2: 50}
     latest = {0: 600, 1: 400, 2: 350}  # backlogs 600, 300, 300
-    assert rate_limited_ends(start, latest, 600) == {0: 300, 1: 250, 2: 200}
+    assert rate_limited_ends(start, latest, limit=600) == {0: 300, 1: 250, 2: 200}
 
 
 def test_rate_limit_never_starves_a_small_partition_and_caps_at_the_newest() -> None:
     start = {0: 0, 1: 0}
-    assert rate_limited_ends(start, {0: 10_000, 1: 1}, 100) == {0: 99, 1: 1}
-    assert rate_limited_ends(start, {0: 30, 1: 20}, 1_000) == {0: 30, 1: 20}
+    assert rate_limited_ends(start, {0: 10_000, 1: 1}, limit=100) == {0: 99, 1: 1}
+    assert rate_limited_ends(start, {0: 30, 1: 20}, limit=1_000) == {0: 30, 1: 20}
 
 
 def test_rate_limit_with_no_backlog_is_the_newest() -> None:
-    assert rate_limited_ends({0: 5}, {0: 5}, 100) == {0: 5}
+    assert rate_limited_ends({0: 5}, {0: 5}, limit=100) == {0: 5}
 
 
 def test_offset_log_gives_the_topics_ends() -> None:
     assert offset_log_ends(_log({0: 7, 1: 9}), TOPIC) == {0: 7, 1: 9}
+
+
+def test_offset_log_of_several_sources_gives_the_topics() -> None:
+    """Sources without an offset yet are "-"; other sources' offsets are skipped."""
+    text = "\n".join(["v1", "{}", "-", '{"other.events": {"0": 3}}', '{"t.events": {"0": 8}}'])
+    assert offset_log_ends(text, TOPIC) == {0: 8}
 
 
 @pytest.mark.parametrize(
@@ -79,7 +85,7 @@ def test_offset_log_without_the_topic_gives_none(text: str) -> None:
 
 def test_in_range_keeps_the_range_only() -> None:
     table = _records(OffsetRange({0: 0, 1: 0, 2: 0}, {0: 10, 1: 10, 2: 10}))
-    kept = table.filter(pa.array(in_range(table, {0: 2, 1: 0}, {0: 5, 1: 3})))
+    kept = table.filter(pa.array(in_range(table, OffsetRange({0: 2, 1: 0}, {0: 5, 1: 3}))))
     assert _pairs(kept) == {(0, 2), (0, 3), (0, 4), (1, 0), (1, 1), (1, 2)}
 
 
@@ -183,3 +189,67 @@ def test_a_read_ahead_is_for_the_next_batch_only() -> None:
     ahead.start_after(1, _prepare)
     ahead.drop()  # the batch failed: it will be planned anew
     assert ahead.take(2) is None
+
+
+def test_failures_to_look_ahead_never_fail_the_batch(caplog: pytest.LogCaptureFixture) -> None:
+    topic = _Topic({0: 1_000})
+    topic.logged = {0: {0: 100}, 1: {0: 200}}
+
+    def unreachable(partitions: list[int]) -> dict[int, int]:
+        raise OSError("broker unreachable")
+
+    ahead = topic.ahead(limit=100)
+    ahead.latest = unreachable
+    ahead.start_after(0, _prepare)  # no raise: logged
+    assert ahead.take(1) is None
+    assert "broker unreachable" in caplog.text
+
+    def unreadable(batch_id: int) -> str:
+        raise OSError("checkpoint store down")
+
+    ahead = topic.ahead(limit=100)
+    ahead.read_log = unreadable
+    ahead.start_after(0, _prepare)
+    assert "checkpoint store down" in caplog.text
+
+
+def test_a_failed_read_of_what_the_guess_missed_leaves_the_batch_to_its_collect() -> None:
+    topic = _Topic({0: 150, 1: 1_000})
+    topic.logged = {0: {0: 100, 1: 100}}
+    ahead = topic.ahead(limit=200)
+    ahead.start_after(0, _prepare)
+    topic.logged[1] = {0: 160, 1: 240}
+    read = ahead.read
+
+    def failing_second(start: dict[int, int], end: dict[int, int]) -> pa.Table:
+        raise RuntimeError("fetch failed")
+
+    ahead.read = failing_second  # the guess was read already; the tail's read fails
+    assert ahead.take(1) is None
+    assert ahead.used == 0
+    ahead.read = read
+
+
+def test_no_read_ahead_after_a_small_batch() -> None:
+    """A batch well under the limit was planned with the stream nearly caught up."""
+    topic = _Topic({0: 10_000})
+    topic.logged = {0: {0: 100}, 1: {0: 110}}
+    ahead = topic.ahead(limit=100, min_records=25)
+    ahead.start_after(1, _prepare)
+    assert topic.reads == []
+
+
+def test_an_offset_log_of_another_form_is_said_once(caplog: pytest.LogCaptureFixture) -> None:
+    topic = _Topic({0: 1_000})
+    ahead = ReadAhead(
+        read_log=lambda b: "v2\n0:{}\n",
+        topic=TOPIC,
+        limit=100,
+        read=topic.read,
+        latest=lambda parts: dict.fromkeys(parts, 1_000),
+        min_records=1,
+    )
+    ahead.start_after(0, _prepare)
+    ahead.start_after(1, _prepare)
+    assert caplog.text.count("offset log does not give") == 1
+    assert topic.reads == []
