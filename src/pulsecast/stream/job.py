@@ -65,11 +65,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import functions as F
 
-from pulsecast.bus.clients import (
-    consumer_config,
-    spark_kafka_options,
-    spark_kafka_source_options,
-)
+from pulsecast.bus.clients import spark_kafka_options, spark_kafka_source_options
+from pulsecast.bus.consumer import EventConsumer
 from pulsecast.bus.topics import topic_name, topic_specs
 from pulsecast.config import Settings, StreamSpec, WindowSpec
 from pulsecast.events.errors import UnknownStreamError
@@ -121,7 +118,6 @@ from pulsecast.warehouse.schema import WAREHOUSE_COLUMNS, Warehouse
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
-    from confluent_kafka import Consumer
     from pyspark.sql import Column, DataFrame, SparkSession
     from pyspark.sql.streaming.query import StreamingQuery
     from pyspark.sql.types import StructType
@@ -263,7 +259,7 @@ class BatchWriter:
         self.checkpoint = checkpoint
         job = settings.stream
         self._raw_columns: list[str] = []  # what a collect reads (set by the first batch)
-        self._offsets: Consumer | None = None  # the read ahead's view of the newest offsets
+        self._offsets: EventConsumer | None = None  # the read ahead's view of the newest offsets
         self.read_ahead = (
             ReadAhead(
                 read_log=offset_log_reader(spark, checkpoint),
@@ -680,7 +676,7 @@ class BatchWriter:
             note_read_ahead(query_name(self.stream), batch_id, taken[0].num_rows)
             if self.read_ahead is not None:
                 self.read_ahead.start_after(batch_id, prepare)
-            parsed, spark_rows = taken
+            parsed, spark_parsed = taken
         else:
             raw = self._collect(records.select(*read), "bronze and silver", batch_id, rows=limit)
             if raw is None or raw.num_rows > limit:
@@ -698,7 +694,7 @@ class BatchWriter:
             if self.read_ahead is not None:
                 self.read_ahead.start_after(batch_id, prepare)
             parsed, spark_rows = prepare(raw)
-        spark_parsed = len(spark_rows)
+            spark_parsed = len(spark_rows)
         if spark_parsed:
             log.info(
                 "stream %s batch %s: %s of %s records parsed by Spark (not trusted to Arrow)",
@@ -747,20 +743,14 @@ class BatchWriter:
 
     def _latest_offsets(self, partitions: list[int]) -> dict[int, int]:
         """The topic's newest offsets (Kafka's high watermarks) of ``partitions``."""
-        from confluent_kafka import Consumer, TopicPartition
-
         if self._offsets is None:
-            self._offsets = Consumer(
-                consumer_config(self.settings, self._read_ahead_group, commit=False)
-            )
-        return {
-            p: self._offsets.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)[1]
-            for p in partitions
-        }
+            self._offsets = EventConsumer(self.settings, [])
+        ends = self._offsets.high_watermarks(self.topic, max(partitions) + 1)
+        return {p: ends[p] for p in partitions}
 
     @property
     def _read_ahead_group(self) -> str:
-        """The read ahead's consumer group (of the ``stream`` principal's prefixes)."""
+        """The read ahead's Spark consumer group (of the ``stream`` principal's prefixes)."""
         return f"pulsecast-stream-{self.stream}-read-ahead"
 
     def close(self) -> None:

@@ -183,13 +183,11 @@ class ReadAhead:
         self._ends: dict[int, Offsets] = {}  # batch id → its end offsets, as logged
         self._pending: _Pending | None = None
         self._unreadable = False  # the offset log's form is unknown (said once)
-        #: Batches whose records came from a read ahead (wholly or in part).
-        self.used = 0
 
-    def take(self, batch_id: int) -> tuple[pa.Table, np.ndarray] | None:
+    def take(self, batch_id: int) -> tuple[pa.Table, int] | None:
         """Batch ``batch_id``'s parse, if a read ahead was made for it; else None.
 
-        The parse (and the positions of the records Spark parsed) of the
+        The parse (and how many of its records Spark parsed) of the
         batch's records, in the read's order; records of the batch's range
         that the read ahead did not reach are read and parsed now. None (the
         caller collects the batch) when there was no read ahead for this
@@ -206,13 +204,10 @@ class ReadAhead:
         if pending.after != batch_id - 1 or pending.parsed is None:
             return None
         try:
-            taken = self._taken(pending, batch_id)
+            return self._taken(pending, batch_id)
         except Exception as exc:
             self._warn(f"the read ahead of batch {batch_id} was not used", exc, batch_id)
             return None
-        if taken is not None:
-            self.used += 1
-        return taken
 
     def start_after(self, batch_id: int, prepare: Prepare) -> None:
         """Batch ``batch_id``'s records are in: read (and ``prepare``) the next batch's.
@@ -247,7 +242,7 @@ class ReadAhead:
         self._forget()
         self._ends.clear()
 
-    def _taken(self, pending: _Pending, batch_id: int) -> tuple[pa.Table, np.ndarray] | None:
+    def _taken(self, pending: _Pending, batch_id: int) -> tuple[pa.Table, int] | None:
         span = self._range(batch_id)
         if span is None:
             return None
@@ -258,18 +253,17 @@ class ReadAhead:
         assert pending.parsed is not None  # noqa: S101 (checked by the caller)
         parsed, spark_rows = pending.parsed
         keep = in_range(parsed, span)
+        by_spark = int(np.count_nonzero(keep[spark_rows]))
         if not keep.all():
             parsed = parsed.filter(pa.array(keep))
-            renumbered = np.cumsum(keep) - 1
-            spark_rows = renumbered[spark_rows[keep[spark_rows]]]
         # What the read ahead did not reach (the stream grew unevenly meanwhile).
         reached = {p: min(max(pending.span.end[p], span.start[p]), span.end[p]) for p in span.end}
         missing = OffsetRange(reached, span.end)
         if missing.size:
             more, more_rows = pending.prepare(self.read(missing.start, missing.end))
-            spark_rows = np.concatenate([spark_rows, more_rows + parsed.num_rows])
+            by_spark += len(more_rows)
             parsed = pa.concat_tables([parsed, more.cast(parsed.schema)])
-        return parsed, spark_rows
+        return parsed, by_spark
 
     def _next_span(self, batch_id: int) -> OffsetRange | None:
         """What to read after batch ``batch_id``: None if the stream is not behind enough."""
